@@ -1,0 +1,79 @@
+"""File safety: atomic writes, hashes and output-path checks.
+
+A deletion request is a compliance operation: an interrupted run must never leave a partial file that looks
+valid, and must never overwrite its input. Every file l2ul writes goes through :func:`atomic_write`.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Union
+
+from .errors import L2ULError
+
+PathLike = Union[str, os.PathLike]
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "wb") -> Iterator:
+    """Open a temporary file next to ``path``; on success fsync and rename it over ``path``.
+
+    If the body raises (or the process is killed), ``path`` is untouched and the temporary file is removed
+    (on a kill it may remain as ``.<name>.*.partial``, which no l2ul reader accepts as a model or report).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` for a writer that wants a file name (e.g. safetensors,
+    matplotlib); rename it over ``path`` only if the body succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_output_path(out: PathLike, *, overwrite: bool = False, inputs: tuple = ()) -> Path:
+    """Refuse to write over an input file (ever) or over an existing file (unless ``overwrite``)."""
+    out = Path(out)
+    for inp in inputs:
+        if inp is not None and Path(inp).exists() and out.exists() and os.path.samefile(out, inp):
+            raise L2ULError(f"refusing to write {out}: it is an input of this run; choose another output path")
+        if inp is not None and Path(inp).resolve() == out.resolve():
+            raise L2ULError(f"refusing to write {out}: it is an input of this run; choose another output path")
+    if out.exists() and not overwrite:
+        raise L2ULError(f"{out} already exists; choose another path or pass --overwrite")
+    if out.exists() and out.is_dir():
+        raise L2ULError(f"{out} is a directory; give a file path")
+    return out
