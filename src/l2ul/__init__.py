@@ -1,2 +1,22 @@
-"""l2ul: instance-wise machine unlearning of pre-trained image classifiers."""
+"""l2ul: instance-wise machine unlearning of pre-trained image classifiers.
+
+>>> import l2ul
+>>> result = l2ul.unlearn(model, forget_images, forget_labels, method="l2ul")
+>>> result.converged, result.steps, result.timings
+"""
 __version__ = "0.1.0"
+
+from .attacks import AdversarialSet, TargetedL2PGD, generate_adversarial_set, random_other_labels
+from .config import PRESETS, UnlearnConfig
+from .engine import UnlearnResult, resolve_device, unlearn
+from .errors import ConfigError, DataError, L2ULError, ModelFileError, RequestError
+from .importance import mas_importance, normalize_importance
+from .methods import UnlearningMethod, get_method, list_methods, register_method
+
+__all__ = [
+    "__version__", "unlearn", "UnlearnConfig", "UnlearnResult", "PRESETS", "resolve_device",
+    "TargetedL2PGD", "AdversarialSet", "generate_adversarial_set", "random_other_labels",
+    "mas_importance", "normalize_importance",
+    "UnlearningMethod", "get_method", "list_methods", "register_method",
+    "L2ULError", "ConfigError", "DataError", "ModelFileError", "RequestError",
+]

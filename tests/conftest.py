@@ -1,0 +1,28 @@
+"""Shared pytest fixtures.
+
+``shared_dir``: the project's ``shared`` folder (real datasets and weights, see shared/datasets/README.md),
+taken from ``$L2UL_SHARED_DIR`` or ``<repo>/../shared``; tests that use it are marked ``shared`` and skip
+cleanly when it is absent.
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _find_shared_dir():
+    env = os.environ.get("L2UL_SHARED_DIR")
+    candidates = [Path(env).expanduser()] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "shared")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    d = _find_shared_dir()
+    if d is None:
+        pytest.skip("shared data folder absent (set L2UL_SHARED_DIR or place it at ../shared)")
+    return d
