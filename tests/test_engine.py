@@ -20,7 +20,7 @@ K = 8
 @pytest.fixture(scope="module")
 def setup():
     model, xtr, ytr, xte, yte = digits_setup()
-    ids, mask = forget_split(len(xtr), K, seed=0)
+    ids, mask = forget_split(len(xtr), K, seed=3)
     return model, xtr[ids], ytr[ids], (xtr[mask], ytr[mask]), (xte, yte)
 
 

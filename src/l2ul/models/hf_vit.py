@@ -1,0 +1,87 @@
+"""Hugging Face ViT image classifiers (optional extra: ``pip install 'l2ul[vit]'``).
+
+``hf_vit`` builds ``transformers.ViTForImageClassification`` either from a Hub id / local directory
+(``name_or_path``, loads pretrained weights; a new head is initialised when ``num_classes`` differs) or
+from ``vit_config`` (``ViTConfig`` keyword arguments, random init). Images of any size are resized
+(bilinear) to ``input_size`` (default: the config's ``image_size``) inside the model, so 32x32 CIFAR images
+work. The model's ``arch_kwargs`` record the full config, so :func:`l2ul.models.load_model` rebuilds it
+offline. Parameter names are Hugging Face's (``vit.*``, ``classifier.*``), so HF ``model.safetensors``
+files import with ``weights=PATH``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Optional, Sequence, Union
+
+from torch import nn
+
+from ..errors import L2ULError
+from . import register_model
+
+HF_IMAGE_MEAN = (0.5, 0.5, 0.5)  # ViTImageProcessor defaults
+HF_IMAGE_STD = (0.5, 0.5, 0.5)
+_NOT_ARCHITECTURE = ("id2label", "label2id", "transformers_version", "architectures", "_name_or_path",
+                     "torch_dtype", "dtype", "num_labels")
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError:
+        raise L2ULError("hf_vit needs Hugging Face transformers; install the vit extra: "
+                        "pip install 'l2ul[vit]'") from None
+    return transformers
+
+
+def _channels(options: Dict[str, Any]) -> int:
+    return int((options.get("vit_config") or {}).get("num_channels", 3))
+
+
+@register_model("hf_vit", mean=lambda o: HF_IMAGE_MEAN[:1] * _channels(o),
+                std=lambda o: HF_IMAGE_STD[:1] * _channels(o), input_shape=None,
+                description="Hugging Face ViTForImageClassification; options name_or_path (Hub id or local "
+                            "directory, pretrained) or vit_config (ViTConfig kwargs, random init), input_size "
+                            "(images are resized to it; default config.image_size)")
+def hf_vit(num_classes: int, name_or_path: Optional[str] = None, vit_config: Optional[Dict[str, Any]] = None,
+           input_size: Optional[Union[int, Sequence[int]]] = None) -> nn.Module:
+    """ViT classifier from ``name_or_path`` (pretrained) or ``vit_config`` (random init)."""
+    if (name_or_path is None) == (vit_config is None):
+        raise L2ULError("hf_vit needs exactly one of name_or_path='google/vit-base-patch16-224' (pretrained, "
+                        "Hub id or local directory) or vit_config={...} (ViTConfig options, random init)")
+    tf = _transformers()
+    resolved: Dict[str, Any] = {}
+    if name_or_path is not None:
+        try:
+            net = tf.ViTForImageClassification.from_pretrained(
+                name_or_path, num_labels=num_classes, ignore_mismatched_sizes=True)
+        except OSError as e:
+            raise L2ULError(f"could not load ViT {name_or_path!r}: {e}; give a local directory holding "
+                            "config.json and the weights, or check network access") from None
+        resolved.update(_processor_norm(tf, name_or_path))
+        labels = [net.config.id2label[i] for i in range(num_classes)]
+        if not all(re.fullmatch(r"LABEL_\d+", str(label)) for label in labels):
+            resolved["class_names"] = labels
+    else:
+        try:
+            config = tf.ViTConfig(**{k: v for k, v in dict(vit_config).items() if k not in _NOT_ARCHITECTURE})
+        except (TypeError, ValueError) as e:
+            raise L2ULError(f"bad vit_config for hf_vit: {e}") from None
+        config.num_labels = num_classes
+        net = tf.ViTForImageClassification(config)
+    config = net.config
+    size = input_size if input_size is not None else config.image_size
+    size = [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
+    arch_config = {k: v for k, v in config.to_dict().items() if k not in _NOT_ARCHITECTURE}
+    resolved.update(input_size=size, arch_kwargs={"vit_config": arch_config, "input_size": size})
+    net.l2ul_resolved = resolved
+    return net
+
+
+def _processor_norm(tf, name_or_path: str) -> Dict[str, Any]:
+    """Mean/std of the checkpoint's image processor, if it ships one (else the ViT defaults apply)."""
+    try:
+        processor = tf.AutoImageProcessor.from_pretrained(name_or_path)
+    except (OSError, ValueError):
+        return {}
+    mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
+    return {"mean": list(mean), "std": list(std)} if mean is not None and std is not None else {}
