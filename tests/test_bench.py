@@ -1,0 +1,280 @@
+"""l2ul.bench: the method x k x seed grid (files, records, shared adversarial examples, resume, settings
+check), continual requests, the D_r / oracle split helper and the CLI glue, on the digits CNN."""
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import l2ul.bench as bench
+from l2ul import UnlearnConfig
+from l2ul.bench import continual_forget_sets, eval_splits, run_bench, run_continual
+from l2ul.data import load_dataset
+from l2ul.errors import DataError, L2ULError
+from l2ul.requests import random_forget_ids
+
+from _digits import digits_setup
+
+CFG = UnlearnConfig(pgd_steps=5, adv_per_instance=2, max_steps=50, pgd_eps=0.5, retain_batch_size=64, device="cpu")
+METHODS = ("neggrad", "adv", "l2ul", "oracle")
+KS = (1, 4)
+COMMON = dict(methods=METHODS, ks=KS, seeds=(0,), config=CFG, retain_eval_size=200, mia_attack="logistic",
+              mia_max_samples=300, progress=False)
+RECORD_KEYS = {
+    "method", "k", "seed", "status", "converged", "steps", "time_adversarial", "time_importance",
+    "time_optimization", "time_total", "peak_rss_mib", "acc_forget", "acc_retain", "acc_test",
+    "acc_forget_before", "acc_retain_before", "acc_test_before", "mia_efficacy", "mia_efficacy_before",
+    "loss_auc", "loss_auc_before", "agreement_test", "forget_success", "n_forget", "n_retain", "n_test",
+    "lr", "pgd_eps", "adv_per_instance", "bn", "reg_lambda", "config_name", "settings_hash",
+}
+
+
+class Counter:
+    """Wraps l2ul.bench.unlearn to count the cells actually computed."""
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+        real = bench.unlearn
+
+        def counted(*a, **kw):
+            self.calls.append(kw.get("method"))
+            return real(*a, **kw)
+
+        monkeypatch.setattr(bench, "unlearn", counted)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared CPU two spinning threads per process
+    make these tests ~20x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return digits_setup()[0]
+
+
+@pytest.fixture(scope="module")
+def grid(bundle, model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    logs = []
+    records = run_bench(model, bundle, out_dir=out, log=logs.append, config_name="test", **COMMON)
+    return out, records, logs
+
+
+# ------------------------------------------------------------------------------------------------ splits
+def test_eval_splits_are_disjoint_and_fixed():
+    n = 1000
+    forget_sets = [random_forget_ids(k, n_train=n, seed=s) for k in (1, 8, 64) for s in (0, 1, 2)]
+    union = set().union(*map(set, forget_sets))
+    r, pool = eval_splits(n, forget_sets, 200)
+    assert len(r) == 200 and list(r) == sorted(r)
+    assert not set(r) & union and not set(pool) & union and not set(r) & set(pool)
+    assert len(pool) == n - len(union) - 200                      # everything else goes to the oracle
+    r2, pool2 = eval_splits(n, forget_sets, 200, oracle_pool_size=50)
+    assert np.array_equal(r, r2) and len(pool2) == 50 and set(pool2) <= set(pool)
+    # the D_r subset depends on the seed of the subset, never on the grid seeds' order
+    assert np.array_equal(eval_splits(n, forget_sets[::-1], 200)[0], r)
+    assert not np.array_equal(eval_splits(n, forget_sets, 200, seed=1)[0], r)
+    # more than available -> all available; None -> all
+    r_all, pool_all = eval_splits(n, forget_sets, 10 ** 6)
+    assert len(r_all) == n - len(union) and len(pool_all) == 0
+    assert np.array_equal(eval_splits(n, forget_sets, None)[0], r_all)
+
+
+def test_continual_forget_sets_disjoint():
+    sets = continual_forget_sets(100, 4, 5, seed=3)
+    assert [len(s) for s in sets] == [5] * 4 and len(set().union(*map(set, sets))) == 20
+    assert sets[0] == random_forget_ids(5, n_train=100, seed=3)
+    with pytest.raises(L2ULError):
+        continual_forget_sets(10, 3, 4, seed=0)
+
+
+# ------------------------------------------------------------------------------------------------- bench
+def test_bench_files(grid):
+    out, records, _ = grid
+    for name in ("results.csv", "results.json", "results.jsonl", "settings.json", "table.md",
+                 "plot_vs_k.png", "plot_phase_times.png"):
+        assert (out / name).is_file(), name
+    table = (out / "table.md").read_text()
+    assert "### k = 1" in table and "### k = 4" in table
+    assert "fixed random subset of 200" in table and "Machine:" in table and "Date:" in table
+    for png in ("plot_vs_k.png", "plot_phase_times.png"):
+        with Image.open(out / png) as im:
+            assert im.format == "PNG" and im.size[0] > 100
+    data = json.loads((out / "results.json").read_text())
+    assert data["settings"]["retain_eval"]["size"] == 200 and len(data["records"]) == len(records)
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == len(METHODS) * len(KS)
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + len(records) and "acc_retain" in csv_lines[0]
+    cell = json.loads((out / "cells" / "l2ul_k4_s0.json").read_text())
+    assert len(cell["per_instance"]) == 4 and cell["forget_indices"] == random_forget_ids(4, n_train=1437, seed=0)
+    assert not [p for p in out.rglob("*.partial*")]
+
+
+def test_bench_records(grid, bundle):
+    _, records, logs = grid
+    assert len(records) == len(METHODS) * len(KS)
+    assert {(r["method"], r["k"]) for r in records} == {(m, k) for m in METHODS for k in KS}
+    for r in records:
+        missing = RECORD_KEYS - set(r)
+        assert not missing, missing
+        assert "per_instance" not in r
+        assert r["n_retain"] == 200 and r["n_test"] == bundle.n_test and r["n_forget"] == r["k"]
+        assert r["status"] in ("converged", "budget_exhausted", "diverged")
+        if r["converged"]:
+            assert r["acc_forget"] == 0.0
+        if r["status"] == "diverged":      # neggrad's unbounded loss can blow up: no metrics, original kept
+            assert r["acc_retain"] is None and r["acc_retain_before"] is not None
+        else:
+            assert 0.0 <= r["acc_retain"] <= 1.0 and 0.0 <= r["mia_efficacy"] <= 1.0
+        assert r["time_total"] == pytest.approx(r["time_adversarial"] + r["time_importance"] + r["time_optimization"])
+        # the original's figures are the same in every record of one (k, seed)
+        assert r["acc_retain_before"] == records[0]["acc_retain_before"]
+    assert sum("neggrad k=1 seed=0" in line for line in logs) == 1
+    assert sum(line.startswith("[") for line in logs) == len(records)   # one line per cell
+
+
+def test_adv_and_l2ul_share_adversarial_examples(grid):
+    _, records, _ = grid
+    by = {(r["method"], r["k"]): r for r in records}
+    for k in KS:
+        adv, l2, ng = by[("adv", k)], by[("l2ul", k)], by[("neggrad", k)]
+        assert adv["time_adversarial"] > 0 and adv["time_adversarial"] == l2["time_adversarial"]
+        assert adv["adversarial_shared"] and l2["adversarial_shared"] and not ng["adversarial_shared"]
+        assert ng["time_adversarial"] == 0 and l2["time_importance"] > 0 and adv["time_importance"] == 0
+
+
+def test_shared_adversarial_set_is_the_engines(bundle, model):
+    """The bench generates the shared set exactly as the engine would for the same config."""
+    ids = random_forget_ids(4, n_train=bundle.n_train, seed=0)
+    xf, yf = bundle.stack_train(ids)
+    cfg = CFG.replace(seed=3)
+    shared = bench._generate_shared_adversarial(model, xf, yf, cfg, 10, torch.device("cpu"), False)
+    own = bench.unlearn(model, xf, yf, method="adv", config=cfg.replace(max_steps=1)).adversarial
+    assert torch.equal(shared.labels, own.labels) and torch.equal(shared.source, own.source)
+    assert torch.allclose(shared.images, own.images)
+
+
+def test_bench_resume(grid, bundle, model, tmp_path, monkeypatch):
+    src, records, _ = grid
+    out = tmp_path / "copy"
+    shutil.copytree(src, out)
+    counter = Counter(monkeypatch)
+    logs = []
+    again = run_bench(model, bundle, out_dir=out, log=logs.append, config_name="test", **COMMON)
+    assert counter.calls == []                                      # nothing recomputed
+    assert any("resuming: 8 cell(s) already done" in line for line in logs)
+    assert [(r["method"], r["k"], r["acc_retain"]) for r in again] == \
+        [(r["method"], r["k"], r["acc_retain"]) for r in records]
+    # fewer methods is the same settings: nothing to do
+    run_bench(model, bundle, out_dir=out, log=None, **{**COMMON, "methods": ("neggrad",)})
+    assert counter.calls == []
+    # a run killed after 7 cells, in the middle of writing the 8th line
+    jsonl = out / "results.jsonl"
+    lines = jsonl.read_text().splitlines()
+    last = json.loads(lines[-1])
+    jsonl.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])
+    again = run_bench(model, bundle, out_dir=out, log=None, **COMMON)
+    assert counter.calls == [last["method"]]                        # only the missing cell
+    assert len(jsonl.read_text().splitlines()) == len(records)
+    assert all(json.loads(line) for line in jsonl.read_text().splitlines())
+    assert len(again) == len(records)
+
+
+def test_bench_refuses_other_settings(grid, bundle, model, tmp_path, monkeypatch):
+    src, _, _ = grid
+    out = tmp_path / "copy"
+    shutil.copytree(src, out)
+    counter = Counter(monkeypatch)
+    with pytest.raises(L2ULError, match="new --out"):
+        run_bench(model, bundle, out_dir=out, log=None, **{**COMMON, "config": CFG.replace(lr=0.01)})
+    with pytest.raises(L2ULError, match="new --out"):
+        run_bench(model, bundle, out_dir=out, log=None, **{**COMMON, "retain_eval_size": 100})
+    other = digits_setup()[0].__class__()        # untrained weights: another model
+    with pytest.raises(L2ULError, match="model_sha256"):
+        run_bench(other, bundle, out_dir=out, log=None, **COMMON)
+    assert counter.calls == []
+
+
+def test_bench_checks_class_count(bundle, tmp_path):
+    wrong = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    with pytest.raises(DataError, match="3 outputs"):
+        run_bench(wrong, bundle, out_dir=tmp_path / "x", log=None, **{**COMMON, "methods": ("neggrad",)})
+
+
+# --------------------------------------------------------------------------------------------- continual
+def test_continual(bundle, model, tmp_path, monkeypatch):
+    out = tmp_path / "cont"
+    kw = dict(methods=("neggrad", "l2ul"), requests=2, k=2, seed=0, config=CFG, out_dir=out, retain_eval_size=200,
+              progress=False)
+    logs = []
+    recs = run_continual(model, bundle, log=logs.append, **kw)
+    assert [(r["method"], r["request"]) for r in recs] == [(m, q) for m in ("neggrad", "l2ul") for q in (0, 1, 2)]
+    keys = ("method", "request", "acc_retain", "acc_test", "acc_forget", "acc_forgotten_so_far",
+            "acc_previously_forgotten", "steps", "converged", "time_adversarial", "time_importance",
+            "time_optimization")
+    for r in recs:
+        assert all(key in r for key in keys), r
+        if r["request"] == 0:
+            assert r["acc_forget"] is None and r["acc_retain"] > 0.9 and r["status"] == "original"
+        elif r["status"] == "converged":
+            assert r["acc_forget"] == 0.0
+        # neggrad may blow up (its loss is unbounded): later requests are then recorded as skipped
+        assert r["status"] in ("original", "converged", "budget_exhausted", "diverged", "skipped")
+    l0, l1, l2 = recs[3:]
+    assert l1["converged"] and l2["converged"], (l1["message"], l2["message"])
+    assert l1["acc_previously_forgotten"] is None and l2["acc_previously_forgotten"] is not None
+    assert l2["acc_forgotten_so_far"] is not None and 0.0 <= l2["acc_retain"] <= 1.0
+    sets = continual_forget_sets(bundle.n_train, 2, 2, 0)
+    assert [l1["forget_indices"], l2["forget_indices"]] == sets
+    for name in ("continual.jsonl", "continual.json", "continual.md", "plot_continual.png"):
+        assert (out / name).is_file(), name
+    with Image.open(out / "plot_continual.png") as im:
+        assert im.format == "PNG"
+    assert "fixed random subset of 200" in (out / "continual.md").read_text()
+    counter = Counter(monkeypatch)
+    again = run_continual(model, bundle, log=None, **kw)
+    assert counter.calls == [] and len(again) == 6
+    # killed during l2ul: neggrad is kept, l2ul restarts from the original model
+    jsonl = out / "continual.jsonl"
+    jsonl.write_text("\n".join(jsonl.read_text().splitlines()[:4]) + "\n")
+    again = run_continual(model, bundle, log=None, **kw)
+    assert counter.calls == ["l2ul", "l2ul"]
+    assert [(r["method"], r["request"]) for r in again] == [(r["method"], r["request"]) for r in recs]
+    assert again[5]["acc_retain"] == pytest.approx(l2["acc_retain"])
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+def test_cli_args_and_main(model, tmp_path, monkeypatch):
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    out = tmp_path / "cli"
+    args = parser.parse_args(["--model", "unused.safetensors", "--dataset", "digits", "--methods", "neggrad",
+                              "--requests", "1", "--k", "1", "--max-steps", "20", "--pgd-eps", "0.5",
+                              "--device", "cpu", "--retain-eval-size", "100", "--out", str(out), "--no-progress"])
+    cfg, name = bench._config_from_args(args)
+    assert cfg.max_steps == 20 and cfg.pgd_eps == 0.5 and name == "default + overrides"
+    real_load = bench._load_model_from_args
+    monkeypatch.setattr(bench, "_load_model_from_args", lambda a: model)
+    assert bench.main(args) == 0
+    assert (out / "continual.md").is_file()
+    args = parser.parse_args(["--dataset", "digits", "--out", str(tmp_path / "x"), "--preset", "cifar10-resnet18",
+                              "--requests", "2", "--k", "1,2"])
+    with pytest.raises(L2ULError, match="single --k"):
+        bench.main(args)
+    with pytest.raises(L2ULError, match="--model FILE"):
+        real_load(parser.parse_args(["--dataset", "digits", "--out", "o"]))
