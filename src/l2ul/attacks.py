@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 _TINY = 1e-12
+_GRAD_NORM_FLOOR = 1e-6   # advertorch.utils.normalize_by_pnorm's small_constant
 
 
 def _l2_norm(t: torch.Tensor) -> torch.Tensor:
@@ -95,7 +96,9 @@ class TargetedL2PGD:
             loss = F.cross_entropy(self.model(x + delta), target, reduction="sum")
             (grad,) = torch.autograd.grad(loss, delta)
             with torch.no_grad():
-                delta = delta - self.alpha * grad / (_l2_norm(grad) + _TINY)   # descend: toward the target
+                # descend (toward the target); like advertorch, a gradient norm below 1e-6 is not blown up
+                # to a full step, so an example already deep in its target class stays put
+                delta = delta - self.alpha * grad / _l2_norm(grad).clamp_min(_GRAD_NORM_FLOOR)
                 delta = (x + delta).clamp_(0.0, 1.0) - x
                 delta = clip_l2(delta, self.eps)
         return (x + delta).detach().clamp_(0.0, 1.0)
