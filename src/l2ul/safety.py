@@ -17,6 +17,19 @@ from .errors import L2ULError
 PathLike = Union[str, os.PathLike]
 
 
+def _publish_mode(path: Path) -> int:
+    """Permissions for a new file at ``path``: those of the file it replaces, else ``0o666`` minus the umask
+    (what ``open(path, "w")`` would give). ``tempfile.mkstemp`` creates files ``0o600``, which would otherwise
+    leave every output readable by its owner only."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator:
     """Open a temporary file next to ``path``; on success fsync and rename it over ``path``.
@@ -32,6 +45,7 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _publish_mode(path))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -49,6 +63,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _publish_mode(path))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

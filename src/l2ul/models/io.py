@@ -43,7 +43,30 @@ def save_model(model: NormalizedClassifier, path: PathLike, *, overwrite: bool =
     metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), "meta": json.dumps(model.l2ul_meta)}
     with atomic_path(path) as tmp:
         safetensors.torch.save_model(model, str(tmp), metadata=metadata, force_contiguous=True)
+        _canonical_header(tmp)
     return path
+
+
+def _canonical_header(path: Path) -> None:
+    """Rewrite a safetensors file's JSON header with sorted keys.
+
+    safetensors writes its metadata map in an order that changes from process to process, so the same model
+    saved twice would give files with different bytes and sha256 (which reports record to identify a
+    model). The tensor data is untouched; the header keeps safetensors' 8-byte alignment.
+    """
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        text += b" " * (-len(text) % 8)
+        if len(text) == n:
+            f.seek(8)
+            f.write(text)
+            return
+        data = f.read()
+        f.seek(0)
+        f.write(len(text).to_bytes(8, "little") + text + data)
+        f.truncate()
 
 
 def load_model(path: PathLike, *, device: str = "cpu") -> NormalizedClassifier:

@@ -1,0 +1,291 @@
+"""End-to-end tests of the command-line interface on scikit-learn's digits (offline) and tiny npz data.
+
+Commands run in-process through ``l2ul.cli.main`` (fast); one test runs the installed ``l2ul`` console script.
+A small CNN is pre-trained once per module with ``l2ul pretrain`` (which is also the pretrain test).
+Torch runs single-threaded here: on a busy 2-core machine intra-op threads make these tiny models ~100x
+slower, and one thread is what makes the runs bit-reproducible across machines with other core counts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from l2ul.cli import main
+from l2ul.models import create_model
+from l2ul.models.io import load_model
+from l2ul.requests import random_forget_ids
+
+# tiny, fast unlearning settings (digits images are 1x8x8)
+FAST = ["--pgd-steps", "10", "--adv-per-instance", "2", "--pgd-eps", "0.5", "--max-steps", "300",
+        "--retain-eval-size", "300", "--quiet"]
+N_TRAIN_DIGITS = 1437
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def run(capsys, *argv):
+    """``l2ul ARGV`` in-process -> (exit code, stdout, stderr)."""
+    rc = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """`l2ul pretrain` a small CNN on digits (3 quick epochs): the pretrain test and every test's original."""
+    out = tmp_path_factory.mktemp("base") / "base.safetensors"
+    rc = main(["pretrain", "--arch", "small_cnn", "--dataset", "digits", "--recipe", "quick", "--epochs", "3",
+               "--out", str(out), "--quiet"])
+    assert rc == 0
+    return out
+
+
+def unlearn(capsys, base, out, *extra, method="l2ul"):
+    rc, stdout, stderr = run(capsys, "unlearn", "--model", base, "--method", method, "--out", out, *FAST, *extra)
+    report_path = Path(str(out) + ".report.json")
+    report = json.loads(report_path.read_text()) if report_path.exists() else None
+    return rc, stdout, stderr, report
+
+
+def check_report(report, *, base, out, method, ids, task="misclassify"):
+    """The audit fields every unlearn report must carry, and their agreement with the files."""
+    assert report["command"] == "unlearn" and report["method"] == method and report["task"] == task
+    assert report["versions"]["l2ul"] and report["versions"]["torch"] == torch.__version__
+    cfg = report["config"]
+    assert (cfg["pgd_steps"], cfg["adv_per_instance"], cfg["pgd_eps"], cfg["max_steps"]) == (10, 2, 0.5, 300)
+    assert report["request"]["ids"] == ids and report["request"]["k"] == len(ids)
+    assert report["request"]["task"] == task
+    assert set(report["timings_s"]) == {"adversarial", "importance", "optimization"}
+    assert all(t >= 0 for t in report["timings_s"].values())
+    assert isinstance(report["steps"], int) and 0 <= report["steps"] <= 300
+    assert report["input_model"]["sha256"] == {str(base): sha256(base)}
+    m = report["metrics"]
+    for split in ("forget", "retain", "test"):
+        assert 0 <= m[f"acc_{split}"] <= 1 and 0 <= m[f"acc_{split}_before"] <= 1
+    per = report["per_instance"]
+    assert [p["id"] for p in per] == ids
+    for p in per:
+        assert {"label", "target", "pred_before", "pred_after", "forgotten"} <= set(p)
+    if report["converged"]:
+        assert report["status"] == "converged"
+        assert report["output_model"] == {"path": str(out), "sha256": sha256(out)}
+        model = load_model(out)
+        assert model.l2ul_meta["arch"] == "small_cnn"
+        if task == "misclassify":
+            assert m["acc_forget"] == 0.0
+            assert all(p["pred_after"] != p["label"] and p["forgotten"] for p in per)
+        else:
+            assert all(p["pred_after"] == p["target"] for p in per)
+    return report
+
+
+# --------------------------------------------------------------------------------------------- pretrain
+
+def test_pretrain_writes_a_loadable_model(base):
+    model = load_model(base)
+    assert model.l2ul_meta["arch"] == "small_cnn" and model.l2ul_meta["num_classes"] == 10
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    assert not [p for p in base.parent.iterdir() if p.name.endswith(".partial")]
+
+
+# ---------------------------------------------------------------------------------------------- unlearn
+
+def test_unlearn_forget_ids_list_l2ul(capsys, base, tmp_path):
+    out = tmp_path / "u.safetensors"
+    rc, stdout, stderr, report = unlearn(capsys, base, out, "--forget-ids", "3,17,42")
+    assert rc == 0, stderr
+    check_report(report, base=base, out=out, method="l2ul", ids=[3, 17, 42])
+    assert report["converged"] is True
+    assert report["metrics"]["acc_forget_before"] == 1.0  # the base model knows these digits
+    assert report["adversarial_success"] is not None
+    assert "D_f (forget)" in stdout and "D_r (remaining)" in stdout and "D_test" in stdout
+    assert "converged" in stdout and str(out) in stdout
+    assert "Traceback" not in stderr
+
+
+def test_unlearn_forget_ids_file_neggrad(capsys, base, tmp_path):
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("# deletion request 2024-01\n5\n\n1000  # a comment\n7,9\n")
+    out = tmp_path / "u.safetensors"
+    rc, _, stderr, report = unlearn(capsys, base, out, "--forget-ids", ids_file, method="neggrad")
+    assert rc == 0, stderr
+    check_report(report, base=base, out=out, method="neggrad", ids=[5, 1000, 7, 9])
+    assert report["timings_s"]["adversarial"] == 0 and report["timings_s"]["importance"] == 0
+    assert str(ids_file) in report["request"]["source"]
+
+
+def test_unlearn_forget_random_adv(capsys, base, tmp_path):
+    out = tmp_path / "sub" / "u.safetensors"  # the output folder is created
+    rc, _, stderr, report = unlearn(capsys, base, out, "--forget-random", "4", "--seed", "3", method="adv")
+    assert rc == 0, stderr
+    ids = random_forget_ids(4, n_train=N_TRAIN_DIGITS, seed=3)
+    check_report(report, base=base, out=out, method="adv", ids=ids)
+    assert report["config"]["seed"] == 3
+    assert report["request"]["source"] == "--forget-random 4 --seed 3"
+
+
+def test_unlearn_relabel_to_file(capsys, base, tmp_path):
+    from l2ul.data import load_dataset
+
+    labels = load_dataset("digits").train_labels
+    ids = [3, 17]
+    targets = [(int(labels[i]) + 1) % 10 for i in ids]
+    tfile = tmp_path / "targets.txt"
+    tfile.write_text("\n".join(map(str, targets)) + "\n")
+    out = tmp_path / "u.safetensors"
+    rc, _, stderr, report = unlearn(capsys, base, out, "--forget-ids", "3,17", "--relabel-to", tfile)
+    assert rc == 0, stderr
+    check_report(report, base=base, out=out, method="l2ul", ids=ids, task="relabel")
+    assert report["request"]["targets"] == targets
+    assert [p["target"] for p in report["per_instance"]] == targets
+
+
+def test_unlearn_relabel_random_oracle(capsys, base, tmp_path):
+    # (the oracle fine-tunes on the remaining data too, so it needs a larger step than the default 1e-3)
+    out = tmp_path / "u.safetensors"
+    rc, _, stderr, report = unlearn(capsys, base, out, "--forget-ids", "3,17", "--relabel-to", "random",
+                                    "--seed", "1", "--lr", "0.01", method="oracle")
+    assert rc == 0, stderr
+    check_report(report, base=base, out=out, method="oracle", ids=[3, 17], task="relabel")
+    targets = report["request"]["targets"]
+    assert all(t != p["label"] for t, p in zip(targets, report["per_instance"]))
+    assert report["note_retain"]
+
+
+# --------------------------------------------------------------------------------------------- evaluate
+
+@pytest.fixture(scope="module")
+def unlearned(base, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("unlearned") / "u.safetensors"
+    assert main(["unlearn", "--model", str(base), "--method", "neggrad", "--forget-ids", "3,17,42",
+                 "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_evaluate_prints_table_and_writes_json(capsys, base, tmp_path):
+    js = tmp_path / "eval.json"
+    rc, stdout, stderr = run(capsys, "evaluate", "--model", base, "--forget-ids", "3,17,42", "--json", js,
+                             "--retain-eval-size", "300")
+    assert rc == 0, stderr
+    assert "D_f (forget)" in stdout and "D_r (remaining)" in stdout and "accuracy %" in stdout
+    assert "mia_efficacy" in stdout
+    data = json.loads(js.read_text())
+    assert data["metrics"]["acc_forget"] == 1.0 and 0.9 < data["metrics"]["acc_test"] <= 1
+    assert data["request"]["ids"] == [3, 17, 42] and data["retain_eval_size"] == 300
+    assert data["model"]["sha256"] == {str(base): sha256(base)}
+    # an existing --json is not replaced without --overwrite
+    rc, _, stderr = run(capsys, "evaluate", "--model", base, "--json", js)
+    assert rc == 2 and "already exists" in stderr and "--overwrite" in stderr
+
+
+def test_evaluate_without_request(capsys, base):
+    rc, stdout, stderr = run(capsys, "evaluate", "--model", base, "--retain-eval-size", "300")
+    assert rc == 0, stderr
+    assert "D_test" in stdout and "D_f" not in stdout
+
+
+def test_evaluate_with_original_gives_before_and_after(capsys, base, unlearned, tmp_path):
+    js = tmp_path / "eval.json"
+    rc, stdout, stderr = run(capsys, "evaluate", "--model", unlearned, "--original", base, "--forget-ids",
+                             "3,17,42", "--json", js, "--retain-eval-size", "300")
+    assert rc == 0, stderr
+    assert "before %" in stdout and "after %" in stdout and "agreement_test" in stdout
+    m = json.loads(js.read_text())["metrics"]
+    assert m["acc_forget_before"] == 1.0 and m["acc_forget"] == 0.0
+    per = json.loads(js.read_text())["per_instance"]
+    assert [p["id"] for p in per] == [3, 17, 42] and all(p["forgotten"] for p in per)
+
+
+# ------------------------------------------------------------------------------------------ demo, info
+
+def test_demo(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("L2UL_CACHE_DIR", str(tmp_path / "cache"))
+    rc, stdout, stderr = run(capsys, "demo", "--out-dir", tmp_path / "demo")
+    assert rc == 0, stderr
+    assert "original" in stdout and "neggrad" in stdout and "l2ul" in stdout
+    assert "D_f acc %" in stdout and "D_test acc %" in stdout
+    files = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"digits_small_cnn.safetensors", "demo_report.json"} <= files
+    assert not (tmp_path / "cache").exists()  # --out-dir wins over the cache
+
+
+def test_info(capsys):
+    rc, stdout, _ = run(capsys, "info")
+    assert rc == 0
+    for word in ("methods:", "neggrad", "adv", "l2ul", "oracle", "models", "small_cnn", "resnet20",
+                 "presets:", "cifar10-resnet18", "datasets:", "digits", "npz:PATH"):
+        assert word in stdout
+
+
+def test_no_command_prints_help(capsys):
+    rc, stdout, _ = run(capsys)
+    assert rc == 2 and "unlearn" in stdout
+
+
+# ------------------------------------------------------------------------------ foreign weights, npz data
+
+def tiny_npz(path: Path, n_train: int = 30, n_test: int = 20) -> Path:
+    """A 32x32x3 uint8 npz with 10 classes."""
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+             y_train=np.arange(n_train) % 10, x_test=rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+             y_test=np.arange(n_test) % 10)
+    return path
+
+
+def test_import_resnet20_dataparallel_checkpoint(capsys, tmp_path):
+    torch.manual_seed(0)
+    net = create_model("resnet20", num_classes=10).net
+    ckpt = tmp_path / "resnet20.th"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}, "epoch": 3}, ckpt)
+    data = f"npz:{tiny_npz(tmp_path / 'tiny.npz')}"
+    out = tmp_path / "u.safetensors"
+    rc, _, stderr = run(capsys, "unlearn", "--arch", "resnet20", "--weights", ckpt, "--dataset", data,
+                        "--forget-ids", "0,1,2", "--method", "neggrad", "--max-steps", "300", "--out", out,
+                        "--quiet")
+    assert rc == 0, stderr
+    report = json.loads(Path(str(out) + ".report.json").read_text())
+    assert report["input_model"]["arch"] == "resnet20"
+    assert report["input_model"]["sha256"] == {str(ckpt): sha256(ckpt)}
+    assert report["metrics"]["acc_forget"] == 0.0
+    assert load_model(out).l2ul_meta["arch"] == "resnet20"
+    # the same checkpoint evaluates, and the imported weights are the checkpoint's
+    rc, stdout, stderr = run(capsys, "evaluate", "--arch", "resnet20", "--weights", ckpt, "--dataset", data)
+    assert rc == 0, stderr
+    assert "D_test" in stdout
+    from l2ul.models.io import import_state_dict
+
+    imported = import_state_dict("resnet20", ckpt)
+    assert all(torch.equal(imported.net.state_dict()[k], v) for k, v in net.state_dict().items())
+
+
+# ----------------------------------------------------------------------------------- the console script
+
+def test_console_script_help():
+    exe = shutil.which("l2ul")
+    cmd = [exe, "--help"] if exe else [sys.executable, "-m", "l2ul.cli", "--help"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    for command in ("unlearn", "evaluate", "pretrain", "demo", "bench", "info"):
+        assert command in proc.stdout
+    assert proc.stderr == ""
