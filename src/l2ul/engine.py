@@ -100,6 +100,8 @@ class UnlearnResult:
         t = self.timings
         head = {"converged": "converged", "budget_exhausted": "DID NOT CONVERGE",
                 "diverged": "DIVERGED"}[self.status]
+        if self.status == "diverged":
+            return f"{self.method}/{self.task}: DIVERGED after {self.steps} steps ({self.message})"
         return (f"{self.method}/{self.task}: {head} after {self.steps} steps; forget accuracy "
                 f"{100 * self.forget_accuracy:.1f}%"
                 + (f", on target {100 * self.target_accuracy:.1f}%" if self.targets is not None else "")
