@@ -26,3 +26,12 @@ def shared_dir() -> Path:
     if d is None:
         pytest.skip("shared data folder absent (set L2UL_SHARED_DIR or place it at ../shared)")
     return d
+
+
+def pytest_configure(config):
+    """One torch thread for the test session: the tests' models are tiny, where intra-op threading costs more
+    than it gains (measured on 2 cores: a small-CNN training step 2 ms with 1 thread, 370 ms with 2 while
+    another process competes), and results do not depend on the thread count of a busy CI machine."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -123,7 +123,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                            ("--momentum", float, "SGD momentum"), ("--weight-decay", float, "SGD weight decay")]:
         g.add_argument(flag, type=typ, help=hlp)
     g.add_argument("--bn", choices=["freeze", "train"],
-                   help="batch norm during unlearning: freeze (default) or train (the original code's behaviour)")
+                   help="batch norm during unlearning: train (default, as the original code) or freeze (running stats fixed)")
     g.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: automatic)")
 
 

@@ -35,10 +35,14 @@ class UnlearnConfig:
         adv_batch_size: adversarial examples per step; forget_batch_size: forget instances per step;
         retain_batch_size: remaining-data examples per step (``oracle`` only).
     Batch norm
-        bn: ``"freeze"`` (default) keeps BatchNorm in eval mode during unlearning, so running statistics never
-        drift toward the adversarial/forget batches; ``"train"`` reproduces the original code, which updates
-        them (and uses batch statistics in the forward pass). Importance and the stopping check always run
-        in eval mode, as the model is used in deployment.
+        bn: ``"train"`` (default, the original code's behaviour) runs BatchNorm in train mode during the
+        optimisation steps: batch statistics in the forward pass, running statistics updated.
+        ``"freeze"`` keeps it in eval mode (running statistics, never updated). Measured on the real
+        CIFAR-10 ResNet-20 (k = 16, the paper's recipe), ``freeze`` makes gradient ascent explode
+        (non-finite outputs after 9 to 40 steps for neggrad, adv and l2ul): without batch statistics
+        nothing stops the ascent from scaling every conv layer's weights, and the scales compound through
+        depth. ``freeze`` suits models without BatchNorm behaviour to preserve, or small nets.
+        Importance and the stopping check always run in eval mode, as the model is used in deployment.
     Other
         seed: seeds target labels, PGD random starts, batch order; the same seed gives the same result on
         the same machine.
@@ -63,7 +67,7 @@ class UnlearnConfig:
     forget_batch_size: int = 32
     retain_batch_size: int = 256
 
-    bn: str = "freeze"
+    bn: str = "train"
     seed: int = 0
     device: Optional[str] = None
     eval_batch_size: int = 1024
