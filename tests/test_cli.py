@@ -160,10 +160,12 @@ def test_unlearn_relabel_to_file(capsys, base, tmp_path):
 
 
 def test_unlearn_relabel_random_oracle(capsys, base, tmp_path):
-    # (the oracle fine-tunes on the remaining data too, so it needs a larger step than the default 1e-3)
+    # (the oracle fine-tunes on the remaining data too, so it needs a larger step than the default 1e-3; and
+    # with train-mode batch norm a forget batch of 2 images is normalised by its own statistics, which on
+    # this model keeps it from reaching its targets within 300 steps, so this CLI test freezes batch norm)
     out = tmp_path / "u.safetensors"
     rc, _, stderr, report = unlearn(capsys, base, out, "--forget-ids", "3,17", "--relabel-to", "random",
-                                    "--seed", "1", "--lr", "0.01", method="oracle")
+                                    "--seed", "1", "--lr", "0.01", "--bn", "freeze", method="oracle")
     assert rc == 0, stderr
     check_report(report, base=base, out=out, method="oracle", ids=[3, 17], task="relabel")
     targets = report["request"]["targets"]
