@@ -30,14 +30,6 @@ FAST = ["--pgd-steps", "10", "--adv-per-instance", "2", "--pgd-eps", "0.5", "--m
 N_TRAIN_DIGITS = 1437
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def run(capsys, *argv):
     """``l2ul ARGV`` in-process -> (exit code, stdout, stderr)."""
     rc = main([str(a) for a in argv])

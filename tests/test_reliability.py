@@ -35,14 +35,6 @@ SLOW = ["--pgd-steps", "500", "--adv-per-instance", "3000", "--pgd-eps", "0.5", 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def run(capsys, *argv):
     rc = main([str(a) for a in argv])
     cap = capsys.readouterr()

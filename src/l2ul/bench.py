@@ -980,15 +980,9 @@ def _config_from_args(args) -> Tuple[UnlearnConfig, str]:
 
 
 def _load_model_from_args(args) -> nn.Module:
-    from .models.io import import_state_dict, load_model
+    from .cli import _load_model
 
-    if args.model and (args.arch or args.weights):
-        raise ConfigError("give either --model FILE or --arch NAME --weights PATH, not both")
-    if args.model:
-        return load_model(args.model)
-    if args.arch and args.weights:
-        return import_state_dict(args.arch, args.weights, num_classes=args.num_classes)
-    raise ConfigError("give the original model: --model FILE (an l2ul model file) or --arch NAME --weights PATH")
+    return _load_model(args)
 
 
 def main(args) -> int:
