@@ -12,7 +12,7 @@ What is measured, and on what
 
 Shared adversarial examples
     For each (k, seed) the bench generates one adversarial set on the original model, exactly as the engine
-    would (``generate_adversarial_set`` with a ``torch.Generator`` seeded with the cell's seed) and passes it
+    would (:func:`l2ul.engine.make_adversarial_set`, seeded with the cell's seed) and passes it
     as ``adversarial=`` to every method that uses adversarial examples (``adv``, ``l2ul``). Both therefore
     train on identical examples, take the same code path in the engine (so a method's result does not depend
     on which other methods are in the grid or on a resume), and both report the *generation time of that one
@@ -49,10 +49,10 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Subset
 
-from .attacks import AdversarialSet, generate_adversarial_set
+from .attacks import AdversarialSet
 from .config import BN_MODES, PRESETS, UnlearnConfig
 from .data import ArrayImageDataset, DatasetBundle, stack
-from .engine import resolve_device, unlearn
+from .engine import make_adversarial_set, resolve_device, unlearn
 from .errors import ConfigError, DataError, L2ULError
 from .evaluation import (
     Predictions,
@@ -548,28 +548,8 @@ def _cell_line(r: Mapping[str, Any], i: int, n: int) -> str:
 
 def _generate_shared_adversarial(model: nn.Module, xf: torch.Tensor, yf: torch.Tensor, cfg: UnlearnConfig,
                                  num_classes: int, device: torch.device, progress: bool) -> AdversarialSet:
-    """The adversarial set the engine would generate for ``cfg`` (same generator seeding and arguments)."""
-    gen = torch.Generator().manual_seed(cfg.seed)
-    n_adv = xf.shape[0] * cfg.adv_per_instance
-    bar = None
-    if progress:
-        import sys
-
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_adv, desc="adversarial examples (shared)", file=sys.stderr, leave=False,
-                   dynamic_ncols=True)
-    t0 = time.perf_counter()
-    adv = generate_adversarial_set(model, xf.to(device), yf.to(device), num_classes, per_instance=cfg.adv_per_instance,
-                                   eps=cfg.pgd_eps, alpha=cfg.pgd_alpha, steps=cfg.pgd_steps,
-                                   batch_size=cfg.pgd_batch_size, generator=gen,
-                                   progress=(lambda n: bar.update(n - bar.n)) if bar else None)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    adv.seconds = time.perf_counter() - t0
-    if bar:
-        bar.close()
-    return adv
+    """The adversarial set the engine would generate for ``cfg`` (:func:`l2ul.engine.make_adversarial_set`)."""
+    return make_adversarial_set(model, xf.to(device), yf.to(device), num_classes, cfg, progress=progress)
 
 
 def _peak(device: torch.device) -> Dict[str, Any]:

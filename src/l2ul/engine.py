@@ -196,6 +196,27 @@ def _progress_bar(enabled: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
+def make_adversarial_set(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                         config: UnlearnConfig, *, generator: Optional[torch.Generator] = None,
+                         progress: bool = False) -> AdversarialSet:
+    """The adversarial set :func:`unlearn` generates for ``config`` (targets, PGD settings, batch size), timed
+    (``.seconds``). With ``generator=None`` it is seeded with ``config.seed`` exactly as :func:`unlearn`
+    seeds it, so passing the result as ``adversarial=`` reproduces the run that would generate its own."""
+    gen = generator if generator is not None else torch.Generator().manual_seed(config.seed)
+    bar = _progress_bar(progress, images.shape[0] * config.adv_per_instance, "adversarial examples")
+    t0 = time.perf_counter()
+    adv = generate_adversarial_set(
+        model, images, labels, num_classes, per_instance=config.adv_per_instance, eps=config.pgd_eps,
+        alpha=config.pgd_alpha, steps=config.pgd_steps, batch_size=config.pgd_batch_size, generator=gen,
+        progress=(lambda n: bar.update(n - bar.n)) if bar else None)
+    if images.device.type == "cuda":
+        torch.cuda.synchronize(images.device)
+    adv.seconds = time.perf_counter() - t0
+    if bar:
+        bar.close()
+    return adv
+
+
 # --------------------------------------------------------------------------------------------------------
 
 def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, method: Union[str, UnlearningMethod] = "l2ul",
@@ -276,16 +297,7 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
             adv_set = AdversarialSet(adv_set.images.to(device), adv_set.labels.to(device),
                                      adv_set.source.to(device), adv_set.seconds)
         else:
-            n_adv = k * cfg.adv_per_instance
-            bar = _progress_bar(progress, n_adv, "adversarial examples")
-            t0 = time.perf_counter()
-            adv_set = generate_adversarial_set(
-                work, x_f, y_f, num_classes, per_instance=cfg.adv_per_instance, eps=cfg.pgd_eps,
-                alpha=cfg.pgd_alpha, steps=cfg.pgd_steps, batch_size=cfg.pgd_batch_size, generator=gen,
-                progress=(lambda n: bar.update(n - bar.n)) if bar else None)
-            adv_set.seconds = time.perf_counter() - t0
-            if bar:
-                bar.close()
+            adv_set = make_adversarial_set(work, x_f, y_f, num_classes, cfg, generator=gen, progress=progress)
         timings["adversarial"] = adv_set.seconds
     adv_success = adv_set.success_rate(work, cfg.eval_batch_size) if adv_set is not None else None
 
