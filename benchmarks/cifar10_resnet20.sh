@@ -26,3 +26,7 @@ for step in $STEPS; do
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
+# Extra (not in the default steps): k = 1 with batch norm frozen, to compare with the grid's bn=train rows:
+#   l2ul bench --arch resnet20 --weights $SHARED/datasets/pretrained/cifar10_resnet20-12fca82f.th \
+#     --dataset cifar10-jpeg:$SHARED/datasets/cifar10_jpeg.npz --methods neggrad,adv,l2ul --k 1 --seeds 0,1,2 \
+#     --bn freeze --out benchmarks/results/resnet20_k1_bn_freeze --no-progress
