@@ -46,16 +46,6 @@ class Counter:
         monkeypatch.setattr(bench, "unlearn", counted)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU two spinning threads per process
-    make these tests ~20x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def bundle():
     return load_dataset("digits")

@@ -7,7 +7,6 @@ slower, and one thread is what makes the runs bit-reproducible across machines w
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,8 @@ import pytest
 import torch
 
 from l2ul.cli import main
+
+from _cli_helpers import run, sha256
 from l2ul.models import create_model
 from l2ul.models.io import load_model
 from l2ul.requests import random_forget_ids
@@ -28,17 +29,6 @@ from l2ul.requests import random_forget_ids
 FAST = ["--pgd-steps", "10", "--adv-per-instance", "2", "--pgd-eps", "0.5", "--max-steps", "300",
         "--retain-eval-size", "300", "--quiet"]
 N_TRAIN_DIGITS = 1437
-
-
-def run(capsys, *argv):
-    """``l2ul ARGV`` in-process -> (exit code, stdout, stderr)."""
-    rc = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
-def sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ tests/test_cli.py).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -24,6 +23,8 @@ import pytest
 import torch
 
 from l2ul.cli import main
+
+from _cli_helpers import run, sha256
 from l2ul.errors import L2ULError
 from l2ul.models import create_model
 from l2ul.models.io import load_model, save_model
@@ -33,16 +34,6 @@ FAST = ["--pgd-steps", "10", "--adv-per-instance", "2", "--pgd-eps", "0.5", "--m
 # slow enough to be still running seconds after it starts (thousands of adversarial examples, 500 PGD steps)
 SLOW = ["--pgd-steps", "500", "--adv-per-instance", "3000", "--pgd-eps", "0.5", "--quiet"]
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
-
-
-def run(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
-def sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def assert_user_error(rc, err, *words):

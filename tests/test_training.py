@@ -16,16 +16,6 @@ from l2ul.models import create_model, load_model
 from l2ul.training import RECIPES, TrainResult, pretrain, pretrain_to_file, resolve_settings
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tiny models train ~10x faster on one intra-op thread, and far more than that when other
-    processes compete for the cores; the setting is restored after the module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits")
