@@ -248,6 +248,42 @@ def test_continual(bundle, model, tmp_path, monkeypatch):
     assert again[5]["acc_retain"] == pytest.approx(l2["acc_retain"])
 
 
+def test_continual_resumes_after_the_last_checkpointed_request(bundle, model, tmp_path, monkeypatch):
+    """A run killed during request 3 continues from request 2's checkpoint and ends where an uninterrupted
+    run ends (same records), computing only requests 3 and 4."""
+    kw = dict(methods=("adv",), requests=4, k=2, seed=0, config=CFG, retain_eval_size=200, progress=False, log=None)
+    full = run_continual(model, bundle, out_dir=tmp_path / "full", **kw)
+    assert not (tmp_path / "full" / "checkpoints" / "adv.safetensors").exists()   # removed when done
+    out = tmp_path / "killed"
+    real, calls = bench.unlearn, []
+
+    def dies_at_request_3(*a, **k):
+        calls.append(k["config"].seed)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(bench, "unlearn", dies_at_request_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_continual(model, bundle, out_dir=out, **kw)
+    assert (out / "checkpoints" / "adv.safetensors").is_file()
+    monkeypatch.setattr(bench, "unlearn", real)
+    counter = Counter(monkeypatch)
+    again = run_continual(model, bundle, out_dir=out, **kw)
+    assert counter.calls == ["adv", "adv"]                       # requests 3 and 4 only
+    assert [r["request"] for r in again] == [0, 1, 2, 3, 4]
+    for a, b in zip(again, full):
+        for key in ("status", "steps", "acc_retain", "acc_test", "acc_forget", "acc_previously_forgotten"):
+            assert a[key] == b[key], (a["request"], key)
+    # a checkpoint from other settings is not trusted: the method restarts from the original model
+    jsonl = out / "continual.jsonl"
+    jsonl.write_text("\n".join(jsonl.read_text().splitlines()[:3]) + "\n")
+    bench._save_checkpoint(out / "checkpoints" / "adv.safetensors", model, 2, "other-settings")
+    counter.calls.clear()
+    run_continual(model, bundle, out_dir=out, **kw)
+    assert counter.calls == ["adv"] * 4
+
+
 # --------------------------------------------------------------------------------------------------- CLI
 def test_cli_args_and_main(model, tmp_path, monkeypatch):
     parser = argparse.ArgumentParser()

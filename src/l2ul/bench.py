@@ -762,6 +762,44 @@ def _acc(p: Predictions, idx: Optional[Sequence[int]]) -> Optional[float]:
     return accuracy_from_predictions(p.subset(idx))
 
 
+def _checkpoint_path(out: Path, method: str) -> Path:
+    return out / "checkpoints" / f"{method}.safetensors"
+
+
+def _save_checkpoint(path: Path, model: nn.Module, request: int, settings_hash: str) -> None:
+    """The model's full state (weights and buffers) after ``request``, written atomically."""
+    from safetensors.torch import save_file
+
+    from .safety import atomic_path
+
+    state = {n: t.detach().to("cpu").contiguous().clone() for n, t in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"request": str(int(request)), "settings_hash": settings_hash})
+
+
+def _checkpoint_request(path: Path, settings_hash: str) -> Optional[int]:
+    """The request number a checkpoint holds, or ``None`` if it is absent, unreadable or from other settings."""
+    if not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("settings_hash") != settings_hash:
+            return None
+        return int(meta["request"])
+    except Exception:   # a damaged checkpoint only costs a restart of that method
+        return None
+
+
+def _load_checkpoint(path: Path, model: nn.Module) -> None:
+    from safetensors.torch import load_file
+
+    device = next(model.parameters()).device
+    model.load_state_dict({n: t.to(device) for n, t in load_file(str(path)).items()})
+
+
 def run_continual(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[str] = DEFAULT_METHODS,
                   requests: int = 8, k: int = 16, seed: int = 0, config: Optional[UnlearnConfig] = None,
                   out_dir, retain_eval_size: Optional[int] = 10000, oracle_pool_size: Optional[int] = None,
@@ -776,8 +814,12 @@ def run_continual(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[
     agreement with the original on D_test, steps, status and phase times. Request 0 is the original model
     (one record per method). Request ``r`` runs the engine with seed ``seed * 1000 + r``; adversarial
     examples and importance are computed on the current (already unlearned) model, so they are not shared
-    between methods. Resumable per method: a method with all its records in ``continual.jsonl`` is skipped,
-    a partial one is restarted from the original model.
+    between methods. Resumable per request: after each request the method's model is checkpointed to
+    ``out_dir/checkpoints/<method>.safetensors`` (weights and BN buffers, tagged with the request number
+    and the settings hash); a killed run continues each method after its last recorded request whose
+    checkpoint is there, and a method with all its records is skipped. The checkpoint is removed once the
+    method's last request is recorded. Without a matching checkpoint a partial method restarts from the
+    original model.
     """
     cfg0 = (config or UnlearnConfig()).validate()
     methods = _methods(methods)
@@ -803,14 +845,24 @@ def run_continual(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[
     jsonl = out / "continual.jsonl"
     complete = {m for m in {r["method"] for r in old}
                 if {r["request"] for r in old if r["method"] == m} >= set(range(requests + 1))}
-    records = [r for r in old if r["method"] in complete]
+    resume_at: Dict[str, int] = {}     # method -> last request recorded and checkpointed
+    for m in {r["method"] for r in old} - complete:
+        got = {r["request"] for r in old if r["method"] == m}
+        last = -1
+        while last + 1 in got:
+            last += 1
+        if last >= 1 and _checkpoint_request(_checkpoint_path(out, m), h) == last:
+            resume_at[m] = last
+    records = [r for r in old if r["method"] in complete
+               or (r["method"] in resume_at and r["request"] <= resume_at[r["method"]])]
     if len(records) != len(old):
         _rewrite_jsonl(jsonl, records)
     todo = [m for m in methods if m not in complete]
     log(f"continual: {len(methods)} methods x {requests} requests of {k} on {device}; D_r subset "
         f"{len(retain_eval)}, D_test {bundle.n_test}; out {out}"
         + (f"; resuming: {', '.join(m for m in methods if m in complete)} already done"
-           if len(todo) < len(methods) else ""))
+           if complete & set(methods) else "")
+        + "".join(f"; resuming {m} after request {r}" for m, r in resume_at.items() if m in todo))
 
     if todo:
         dev_model = _model_on(model, device)
@@ -828,23 +880,29 @@ def run_continual(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[
                 "acc_all_requests": accuracy_from_predictions(forget0)}
         for m in todo:
             mo = method_objs[m]
-            rec0 = {"method": m, "request": 0, "k": k, "seed": seed, "status": "original", **base,
-                    "acc_forget": None, "acc_previously_forgotten": None, "acc_forgotten_so_far": None,
-                    "agreement_test": 1.0, "steps": 0, "converged": None, "time_adversarial": 0.0,
-                    "time_importance": 0.0, "time_optimization": 0.0, "time_total": 0.0,
-                    "settings_hash": h}
-            _append_jsonl(jsonl, rec0)
-            records.append(rec0)
-            current = dev_model
-            for r in range(1, requests + 1):
+            start = resume_at.get(m, 0)
+            ckpt = _checkpoint_path(out, m)
+            if start:
+                current = copy.deepcopy(dev_model)
+                _load_checkpoint(ckpt, current)
+            else:
+                rec0 = {"method": m, "request": 0, "k": k, "seed": seed, "status": "original", **base,
+                        "acc_forget": None, "acc_previously_forgotten": None, "acc_forgotten_so_far": None,
+                        "agreement_test": 1.0, "steps": 0, "converged": None, "time_adversarial": 0.0,
+                        "time_importance": 0.0, "time_optimization": 0.0, "time_total": 0.0,
+                        "settings_hash": h}
+                _append_jsonl(jsonl, rec0)
+                records.append(rec0)
+                current = dev_model
+            for r in range(start + 1, requests + 1):
                 pos = list(range((r - 1) * k, r * k))
                 xf, yf = forget_data[0][pos], forget_data[1][pos]
                 cfg = cfg0.replace(seed=seed * 1000 + r)
                 retain = (_remaining_data(bundle.train, oracle_pool, cfg.retain_batch_size, cfg.seed, num_workers)
                           if mo.uses_retain else None)
-                # request 1 copies the original; later requests update this method's own model in place
+                # the first request copies the original; later ones update this method's own model in place
                 result = unlearn(current, xf, yf, method=m, config=cfg, retain=retain, progress=progress,
-                                 inplace=r > 1)
+                                 inplace=current is not dev_model)
                 current = result.model
                 tm = result.timings
                 rec = {"method": m, "request": r, "k": k, "seed": seed, "status": result.status,
@@ -868,6 +926,8 @@ def run_continual(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[
                 rec.update({f: getattr(cfg, f) for f in RECORD_CONFIG_FIELDS})
                 rec.update(config_name=config_name, device=str(device), engine_seed=cfg.seed,
                            forget_indices=sets[r - 1], message=result.message, settings_hash=h)
+                if result.status != "diverged" and r < requests:
+                    _save_checkpoint(ckpt, current, r, h)      # before the record: a record implies its model
                 _append_jsonl(jsonl, rec)
                 records.append(rec)
                 log(f"{m} request {r}/{requests}: {result.status} after {result.steps} steps | D_f "
@@ -889,6 +949,8 @@ def run_continual(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[
                         _append_jsonl(jsonl, skip)
                         records.append(skip)
                     break
+            if ckpt.exists():
+                ckpt.unlink()
             del current
     order = {m: i for i, m in enumerate(methods)}
     records.sort(key=lambda r: (order.get(r["method"], len(order)), r["request"]))
