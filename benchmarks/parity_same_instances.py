@@ -11,11 +11,12 @@ Rows (all on the same 16 instances, one shared adversarial set, the paper's CIFA
 * ``neggrad``, ``adv``, ``l2ul``: l2ul's methods as shipped.
 * ``l2ul, original MAS``: l2ul with the original code's importance (|gradient of the batch-mean logit norm|,
   train-mode BN on a model copy) passed in through ``importance=``; isolates our per-sample MAS (B6).
-* ``adv, adv-first`` / ``l2ul, adv-first``: the adversarial batch goes through the model *before* the forget
-  batch, as in the original loop (ours runs forget first). With train-mode BN the last forward pass has the
-  largest share of the running statistics, so the order changes the model that is evaluated.
+* ``adv_forgetfirst`` / ``l2ul_forgetfirst``: the forget batch goes through the model *before* the adversarial
+  batch (l2ul 0.1's order; the engine now forwards the adversarial batch first, as the original loop does).
+  With train-mode BN each pass updates the running statistics, so the order changes the evaluated model.
 
 Usage:  python benchmarks/parity_same_instances.py --shared ../shared [--out DIR] [--rows a,b,...]
+        [--engine-seed S]   (other adversarial targets/PGD starts/batch orders on the same 16 instances)
 Prints a table and writes ``DIR/results.json``.
 """
 from __future__ import annotations
@@ -33,10 +34,10 @@ import torch.nn.functional as F
 import l2ul
 from l2ul.bench import eval_splits
 from l2ul.evaluation import predict
-from l2ul.importance import ImportanceWeights, normalize_importance
+from l2ul.importance import ImportanceWeights, anchor_penalty, normalize_importance
 from l2ul.methods import UnlearningMethod
 
-ROWS = ["neggrad", "adv", "l2ul", "l2ul_origmas", "adv_advfirst", "l2ul_advfirst"]
+ROWS = ["neggrad", "adv", "l2ul", "l2ul_origmas", "adv_forgetfirst", "l2ul_forgetfirst"]
 
 
 def original_mas(model, xf, batch_size=32):
@@ -56,29 +57,29 @@ def original_mas(model, xf, batch_size=32):
     return {n: t / xf.shape[0] for n, t in total.items()}
 
 
-class AdvFirst(UnlearningMethod):
-    """Same loss as ``adv``/``l2ul`` with the auxiliary batch forwarded before the forget batch."""
+class ForgetFirst(UnlearningMethod):
+    """Same loss as ``adv``/``l2ul`` with the forget batch forwarded before the auxiliary batch (l2ul 0.1's
+    order; the engine now follows the original code: auxiliary batch first)."""
 
     uses_adversarial = True
 
     def loss(self, model, batch, ctx, forward):
-        logits_a = model(batch.x_aux)
         logits_f = model(batch.x_forget)
+        logits_a = model(batch.x_aux)
         forget = self.forget_term(logits_f, batch, ctx)
         bf, ba = batch.x_forget.shape[0], batch.x_aux.shape[0]
         total = (bf * forget + ba * F.cross_entropy(logits_a, batch.y_aux)) / (bf + ba)
         if self.uses_importance and ctx.importance is not None and ctx.config.reg_lambda > 0:
-            from l2ul.importance import anchor_penalty
             total = total + ctx.config.reg_lambda * anchor_penalty(model, ctx.importance, ctx.anchor)
         return total
 
 
-class AdvAdvFirst(AdvFirst):
-    name = "adv_advfirst"
+class AdvForgetFirst(ForgetFirst):
+    name = "adv_forgetfirst"
 
 
-class L2ULAdvFirst(AdvFirst):
-    name = "l2ul_advfirst"
+class L2ULForgetFirst(ForgetFirst):
+    name = "l2ul_forgetfirst"
     uses_importance = True
 
 
@@ -86,7 +87,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", default="../shared")
     ap.add_argument("--k", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the original code's forget draw")
+    ap.add_argument("--engine-seed", type=int, default=None,
+                    help="l2ul's seed (adversarial targets, PGD start, batch order); default --seed")
     ap.add_argument("--rows", default=",".join(ROWS))
     ap.add_argument("--out", default="benchmarks/results/parity_same_instances")
     args = ap.parse_args(argv)
@@ -114,18 +117,19 @@ def main(argv=None) -> int:
     before = {"D_f": acc(model, xf, yf), "D_r": acc(model, xr, yr), "D_test": acc(model, xt, yt)}
     print(f"forget ids {ids}\nlabels {yf.tolist()}\nbefore: " + ", ".join(f"{k} {v:.2f}" for k, v in before.items()),
           flush=True)
-    cfg = l2ul.UnlearnConfig(seed=args.seed)
+    engine_seed = args.seed if args.engine_seed is None else args.engine_seed
+    cfg = l2ul.UnlearnConfig(seed=engine_seed)
     t0 = time.perf_counter()
     from l2ul.engine import make_adversarial_set
     adv = make_adversarial_set(model, xf, yf, 10, cfg)
     print(f"adversarial set: {len(adv)} examples in {adv.seconds:.1f}s", flush=True)
     imp_orig = ImportanceWeights(normalize_importance(original_mas(model, xf)))
-    methods = {"adv_advfirst": AdvAdvFirst(), "l2ul_advfirst": L2ULAdvFirst()}
-    results = {"forget_ids": ids, "labels": yf.tolist(), "before": before, "rows": {}}
+    methods = {"adv_forgetfirst": AdvForgetFirst(), "l2ul_forgetfirst": L2ULForgetFirst()}
+    results = {"forget_ids": ids, "labels": yf.tolist(), "engine_seed": engine_seed, "before": before, "rows": {}}
     path = out / "results.json"
     if path.exists():
         old = json.loads(path.read_text())
-        if old.get("forget_ids") == ids:
+        if old.get("forget_ids") == ids and old.get("engine_seed", args.seed) == engine_seed:
             results["rows"] = old.get("rows", {})
     for r in rows:
         if r in results["rows"]:

@@ -149,6 +149,21 @@ def test_bn_train_mode_runs_and_updates_running_stats(setup):
     assert torch.equal(r2.model.b1.running_mean, model.b1.running_mean)
 
 
+@pytest.mark.parametrize("method", ["adv", "oracle"])
+def test_bn_train_mode_forwards_auxiliary_batch_before_forget_batch(setup, method):
+    """The original code's order: with train-mode BN the last pass of a step (the forget batch) is the one
+    whose statistics weigh most in the running statistics the evaluated model uses."""
+    model, xf, yf, retain, _ = setup
+    sizes = []
+    work = copy.deepcopy(model)
+    work.b1.register_forward_hook(lambda mod, inp, out: sizes.append(inp[0].shape[0]) if mod.training else None)
+    cfg = CFG.replace(bn="train", adv_per_instance=5, max_steps=2, adv_batch_size=24, retain_batch_size=24)
+    unlearn(work, xf, yf, method=method, config=cfg, inplace=True,
+            retain=(retain[0][:100], retain[1][:100]) if method == "oracle" else None)
+    assert len(sizes) == 4 and sizes[1::2] == [K, K]          # aux, forget, aux, forget
+    assert all(s in (24, 16) for s in sizes[::2]), sizes     # 40 adversarial / 100 retain examples in 24s
+
+
 def test_divergence_is_reported(setup):
     model, xf, yf, _, _ = setup
     r = unlearn(model, xf, yf, method="neggrad", config=CFG.replace(lr=1e30, momentum=0.0, max_steps=50))

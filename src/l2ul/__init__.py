@@ -4,7 +4,7 @@
 >>> result = l2ul.unlearn(model, forget_images, forget_labels, method="l2ul")
 >>> result.converged, result.steps, result.timings
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .attacks import AdversarialSet, TargetedL2PGD, generate_adversarial_set, random_other_labels
 from .config import PRESETS, UnlearnConfig

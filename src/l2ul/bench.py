@@ -52,7 +52,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from .attacks import AdversarialSet
 from .config import BN_MODES, PRESETS, UnlearnConfig
 from .data import ArrayImageDataset, DatasetBundle, stack
-from .engine import make_adversarial_set, resolve_device, unlearn
+from .engine import ENGINE_REVISION, make_adversarial_set, resolve_device, unlearn
 from .errors import ConfigError, DataError, L2ULError
 from .evaluation import (
     Predictions,
@@ -426,6 +426,7 @@ def _common_settings(model: nn.Module, bundle: DatasetBundle, config: UnlearnCon
                      config_name: Optional[str], methods: List[str], notes: List[str]) -> Dict[str, Any]:
     hashed = {
         "mode": mode,
+        "engine_revision": ENGINE_REVISION,
         "model_sha256": model_fingerprint(model),
         "model": _model_desc(model),
         "dataset": {"name": bundle.name, "n_train": bundle.n_train, "n_test": bundle.n_test,
