@@ -99,6 +99,8 @@ def test_unlearn_forget_ids_list_l2ul(capsys, base, tmp_path):
     assert report["converged"] is True
     assert report["metrics"]["acc_forget_before"] == 1.0  # the base model knows these digits
     assert report["adversarial_success"] is not None
+    assert 0.0 <= report["score_with_original_bn_stats"] <= 1.0       # small_cnn has batch norm, bn=train
+    assert report["holds_with_original_bn_stats"] == (report["score_with_original_bn_stats"] == 0.0)
     assert "D_f (forget)" in stdout and "D_r (remaining)" in stdout and "D_test" in stdout
     assert "converged" in stdout and str(out) in stdout
     assert "Traceback" not in stderr

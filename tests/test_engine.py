@@ -164,6 +164,34 @@ def test_bn_train_mode_forwards_auxiliary_batch_before_forget_batch(setup, metho
     assert all(s in (24, 16) for s in sizes[::2]), sizes     # 40 adversarial / 100 retain examples in 24s
 
 
+def test_score_with_original_bn_stats_matches_a_hand_check(setup):
+    model, xf, yf, _, _ = setup
+    r = unlearn(model, xf, yf, method="neggrad", config=CFG.replace(bn="train"))
+    assert r.converged
+    check = copy.deepcopy(r.model)
+    stats = {n: b for n, b in model.named_buffers() if "running_" in n}
+    for n, b in check.named_buffers():
+        if n in stats:
+            b.copy_(stats[n])
+    with torch.no_grad():
+        expected = float((check.eval()(xf).argmax(1) == yf).float().mean())
+    assert r.score_with_original_bn_stats == pytest.approx(expected)
+    assert r.holds_with_original_bn_stats == (expected == 0.0)
+    assert not torch.equal(r.model.b1.running_mean, model.b1.running_mean)   # the result keeps its own stats
+    assert r.to_dict()["score_with_original_bn_stats"] == r.score_with_original_bn_stats
+    frozen = unlearn(model, xf, yf, method="neggrad", config=CFG.replace(bn="freeze", max_steps=3))
+    assert frozen.score_with_original_bn_stats is None and frozen.holds_with_original_bn_stats is None
+
+
+def test_summary_warns_when_forgetting_lives_in_bn_stats(setup):
+    model, xf, yf, _, _ = setup
+    r = unlearn(model, xf, yf, method="neggrad", config=CFG.replace(bn="train"))
+    r.score_with_original_bn_stats = 0.25
+    assert "WARNING" in r.summary() and "2 of 8" in r.summary()
+    r.score_with_original_bn_stats = 0.0
+    assert "WARNING" not in r.summary()
+
+
 def test_divergence_is_reported(setup):
     model, xf, yf, _, _ = setup
     r = unlearn(model, xf, yf, method="neggrad", config=CFG.replace(lr=1e30, momentum=0.0, max_steps=50))

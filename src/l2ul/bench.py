@@ -688,6 +688,7 @@ def run_bench(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[str]
                         rec["time_evaluation"] = t_eval
                         rec["adversarial_shared"] = bool(mo.uses_adversarial and n_adv_methods > 1)
                         rec["adversarial_success"] = result.adversarial_success
+                        rec["forget_score_original_bn_stats"] = result.score_with_original_bn_stats
                         rec.update(mem)
                         rec.update(ev)
                         rec["config_name"] = config_name

@@ -296,6 +296,8 @@ def cmd_unlearn(args) -> int:
         "output_model": {"path": None, "sha256": None},
         "metrics": metrics, "per_instance": per_inst,
         "adversarial_success": result.adversarial_success,
+        "score_with_original_bn_stats": result.score_with_original_bn_stats,
+        "holds_with_original_bn_stats": result.holds_with_original_bn_stats,
         "note_retain": ("oracle trained on the remaining data; D_r is measured on a subset of it"
                         if args.method == "oracle" else None),
     }

@@ -65,6 +65,19 @@ class UnlearnResult:
     adversarial: Optional[AdversarialSet] = field(default=None, repr=False)
     importance: Optional[Dict[str, torch.Tensor]] = field(default=None, repr=False)
     adversarial_success: Optional[float] = None
+    #: ``bn="train"`` only (else ``None``): the task score (forget accuracy for ``misclassify``, target
+    #: accuracy for ``relabel``) of the unlearned weights evaluated with the *original* model's batch-norm
+    #: running statistics. If the request no longer holds with them, the forgetting lives in the running
+    #: statistics that the training-mode passes drifted, not in the weights (see README, Known limitations).
+    score_with_original_bn_stats: Optional[float] = None
+
+    @property
+    def holds_with_original_bn_stats(self) -> Optional[bool]:
+        """Whether the request also holds with the original running statistics (``None`` when not measured)."""
+        s = self.score_with_original_bn_stats
+        if s is None:
+            return None
+        return s == 0.0 if self.task == "misclassify" else s == 1.0
 
     @property
     def converged(self) -> bool:
@@ -93,6 +106,8 @@ class UnlearnResult:
             "forget_accuracy": self.forget_accuracy, "target_accuracy": self.target_accuracy,
             "adversarial_examples": len(self.adversarial) if self.adversarial is not None else 0,
             "adversarial_success": self.adversarial_success,
+            "score_with_original_bn_stats": self.score_with_original_bn_stats,
+            "holds_with_original_bn_stats": self.holds_with_original_bn_stats,
             "forget_history": self.forget_history,
         }
 
@@ -102,11 +117,19 @@ class UnlearnResult:
                 "diverged": "DIVERGED"}[self.status]
         if self.status == "diverged":
             return f"{self.method}/{self.task}: DIVERGED after {self.steps} steps ({self.message})"
+        warn = ""
+        if self.converged and self.holds_with_original_bn_stats is False:
+            n = len(self.labels)
+            bad = (round(self.score_with_original_bn_stats * n) if self.task == "misclassify"
+                   else round((1 - self.score_with_original_bn_stats) * n))
+            warn = (f"\nWARNING: with the original batch-norm running statistics, {bad} of {n} forget instances "
+                    "would still meet their label/miss their target: this forgetting lives in the drifted running "
+                    "statistics, and recalibrating batch norm on clean data would undo it (README, Known limitations)")
         return (f"{self.method}/{self.task}: {head} after {self.steps} steps; forget accuracy "
                 f"{100 * self.forget_accuracy:.1f}%"
                 + (f", on target {100 * self.target_accuracy:.1f}%" if self.targets is not None else "")
                 + f"; time adversarial {t.get('adversarial', 0):.1f}s, importance {t.get('importance', 0):.1f}s, "
-                  f"optimisation {t.get('optimization', 0):.1f}s")
+                  f"optimisation {t.get('optimization', 0):.1f}s" + warn)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -190,6 +213,19 @@ def _bn_forward(bn_mode: str):
         return model(xf), logits_a
 
     return forward
+
+
+def _running_stats(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """Copies of every batch-norm running mean and variance (empty for a model without them)."""
+    return {n: b.detach().clone() for n, b in model.named_buffers()
+            if n.endswith(("running_mean", "running_var"))}
+
+
+def _load_running_stats(model: nn.Module, stats: Dict[str, torch.Tensor]) -> None:
+    buffers = dict(model.named_buffers())
+    with torch.no_grad():
+        for n, t in stats.items():
+            buffers[n].copy_(t)
 
 
 def _set_train_mode(model: nn.Module, bn_mode: str) -> None:
@@ -358,6 +394,7 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
             done = score == 1.0
         return done, score, finite, preds
 
+    bn_stats = _running_stats(work) if cfg.bn == "train" else {}
     history: List[float] = []
     done, score, finite, preds = check()
     status, message, steps = ("converged", "the request already holds for the original model", 0) if done else (None, "", 0)
@@ -399,12 +436,18 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
     if bar:
         bar.close()
     work.eval()
+    score_original_bn = None
     if status != "diverged":
         preds = check()[3]
+        if bn_stats:
+            current = _running_stats(work)
+            _load_running_stats(work, bn_stats)
+            score_original_bn = check()[1]
+            _load_running_stats(work, current)
 
     return UnlearnResult(
         model=work, method=m.name, task=task, status=status, steps=steps, timings=timings, config=cfg,
         labels=y_f.tolist(), targets=t_f.tolist() if t_f is not None else None,
         preds_before=preds_before.tolist(), preds_after=preds.tolist(), forget_history=history,
         message=message, device=str(device), adversarial=adv_set, importance=ctx.importance,
-        adversarial_success=adv_success)
+        adversarial_success=adv_success, score_with_original_bn_stats=score_original_bn)
