@@ -48,6 +48,19 @@ def unlearn(capsys, base, out, *extra, method="l2ul"):
     return rc, stdout, stderr, report
 
 
+def test_unlearn_nearest_forget_loss_with_frozen_bn(capsys, base, tmp_path):
+    out = tmp_path / "n.safetensors"
+    rc, stdout, stderr, report = unlearn(capsys, base, out, "--forget-ids", "3,17,42", "--bn", "freeze",
+                                         "--forget-loss", "nearest", method="neggrad")
+    assert rc == 0, stderr
+    assert report["config"]["forget_loss"] == "nearest" and report["config"]["bn"] == "freeze"
+    assert report["converged"] is True and report["metrics"]["acc_forget"] == 0.0
+    assert report["score_with_original_bn_stats"] is None          # frozen statistics: nothing to compare
+    rc, _, stderr = run(capsys, "unlearn", "--model", base, "--forget-ids", "3", "--out", tmp_path / "x.safetensors",
+                        "--forget-loss", "sideways")
+    assert rc == 2 and "forget-loss" in stderr
+
+
 def check_report(report, *, base, out, method, ids, task="misclassify"):
     """The audit fields every unlearn report must carry, and their agreement with the files."""
     assert report["command"] == "unlearn" and report["method"] == method and report["task"] == task

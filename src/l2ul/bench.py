@@ -50,7 +50,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Subset
 
 from .attacks import AdversarialSet
-from .config import BN_MODES, PRESETS, UnlearnConfig
+from .config import BN_MODES, FORGET_LOSSES, PRESETS, UnlearnConfig
 from .data import ArrayImageDataset, DatasetBundle, stack
 from .engine import ENGINE_REVISION, make_adversarial_set, resolve_device, unlearn
 from .errors import ConfigError, DataError, L2ULError
@@ -97,7 +97,8 @@ DEFAULT_KS = (1, 8, 16, 32, 64, 128)
 #: seed of the D_r evaluation subset (and of the oracle-pool cap); independent of the grid seeds
 RETAIN_EVAL_SEED = 12345
 #: config fields copied into every record
-RECORD_CONFIG_FIELDS = ("lr", "pgd_eps", "pgd_steps", "adv_per_instance", "bn", "reg_lambda", "max_steps")
+RECORD_CONFIG_FIELDS = ("lr", "pgd_eps", "pgd_steps", "adv_per_instance", "bn", "forget_loss", "reg_lambda",
+                        "max_steps")
 #: config fields that do not change results and so are left out of the settings hash
 _UNHASHED_CONFIG = ("seed", "device")
 #: images held in memory for evaluation at most (bytes); larger splits are read through a DataLoader
@@ -996,6 +997,7 @@ def add_arguments(parser) -> None:
     cfg.add_argument("--pgd-eps", type=float, default=None)
     cfg.add_argument("--lr", type=float, default=None)
     cfg.add_argument("--bn", choices=BN_MODES, default=None)
+    cfg.add_argument("--forget-loss", choices=FORGET_LOSSES, default=None)
     cfg.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: automatic)")
     ev = parser.add_argument_group("evaluation")
     ev.add_argument("--retain-eval-size", type=int, default=10000,
@@ -1014,7 +1016,7 @@ def _config_from_args(args) -> Tuple[UnlearnConfig, str]:
     preset = getattr(args, "preset", None)
     cfg = UnlearnConfig.from_preset(preset) if preset else UnlearnConfig()
     overrides = {name: getattr(args, name, None) for name in
-                 ("max_steps", "pgd_steps", "adv_per_instance", "pgd_eps", "lr", "bn", "device")}
+                 ("max_steps", "pgd_steps", "adv_per_instance", "pgd_eps", "lr", "bn", "forget_loss", "device")}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     cfg = cfg.replace(**overrides).validate()
     name = preset or "default"

@@ -124,6 +124,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         g.add_argument(flag, type=typ, help=hlp)
     g.add_argument("--bn", choices=["freeze", "train"],
                    help="batch norm during unlearning: train (default, as the original code) or freeze (running stats fixed)")
+    g.add_argument("--forget-loss", choices=["ascent", "nearest"],
+                   help="misclassify task: ascent on the label's cross-entropy (default, the paper) or descent "
+                        "toward the nearest wrong class (pair with --bn freeze; see BENCHMARKS.md)")
     g.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: automatic)")
 
 
@@ -132,7 +135,8 @@ def _config_from_args(args) -> "UnlearnConfig":
 
     overrides = {k: getattr(args, k) for k in ("lr", "max_steps", "pgd_eps", "pgd_alpha", "pgd_steps",
                                                  "adv_per_instance", "reg_lambda", "adv_batch_size",
-                                                 "forget_batch_size", "momentum", "weight_decay", "bn", "device")
+                                                 "forget_batch_size", "momentum", "weight_decay", "bn", "forget_loss",
+                                                 "device")
                  if getattr(args, k, None) is not None}
     if getattr(args, "seed", None) is not None:
         overrides["seed"] = args.seed

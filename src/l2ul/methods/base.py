@@ -55,10 +55,16 @@ class UnlearningMethod:
     uses_retain: bool = False        # aux batches are remaining training data (needs data others do not)
 
     def forget_term(self, logits_f: torch.Tensor, batch: StepBatch, ctx: MethodContext) -> torch.Tensor:
-        """Cross-entropy on the forget batch, ascended (``misclassify``) or descended toward the targets
-        (``relabel``)."""
-        ce = F.cross_entropy(logits_f, batch.y_forget)
-        return -ce if ctx.task == "misclassify" else ce
+        """The forget batch's term. ``relabel``: cross-entropy toward the targets, descended.
+        ``misclassify``: with ``forget_loss="ascent"`` (the paper) the label's cross-entropy, ascended; with
+        ``"nearest"`` the cross-entropy toward each instance's highest-scoring other class, descended."""
+        if ctx.task == "relabel":
+            return F.cross_entropy(logits_f, batch.y_forget)
+        if ctx.config.forget_loss == "nearest":
+            others = logits_f.detach().clone()
+            others.scatter_(1, batch.y_forget[:, None], float("-inf"))
+            return F.cross_entropy(logits_f, others.argmax(1))
+        return -F.cross_entropy(logits_f, batch.y_forget)
 
     def loss(self, model: nn.Module, batch: StepBatch, ctx: MethodContext, forward) -> torch.Tensor:
         """The step's loss. ``forward(model, x_forget, x_aux)`` returns ``(logits_forget, logits_aux)``
