@@ -52,7 +52,8 @@ class UnlearnConfig:
         does not explode with ``bn="freeze"``, and its gradient does not vanish on confidently classified
         instances. Measured on the CIFAR-10 ResNet-20 with ``bn="freeze"`` (BENCHMARKS.md, section 4):
         it keeps far more accuracy than the paper's recipe at k = 1, where train-mode batch norm forgets
-        by corrupting its running statistics, and converges about ten times faster at k = 16.
+        by corrupting its running statistics, and needs about 15 times fewer steps at k = 16. In continual
+        requests it collapsed at the second request (section 4b): use it for single requests.
     Other
         seed: seeds target labels, PGD random starts, batch order; the same seed gives the same result on
         the same machine.

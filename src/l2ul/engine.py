@@ -122,9 +122,10 @@ class UnlearnResult:
             n = len(self.labels)
             bad = (round(self.score_with_original_bn_stats * n) if self.task == "misclassify"
                    else round((1 - self.score_with_original_bn_stats) * n))
+            what = ("be predicted as their label again" if self.task == "misclassify" else "miss their target")
             warn = (f"\nWARNING: with the original batch-norm running statistics, {bad} of {n} forget instances "
-                    "would still meet their label/miss their target: this forgetting lives in the drifted running "
-                    "statistics, and recalibrating batch norm on clean data would undo it (README, Known limitations)")
+                    f"would {what}: this forgetting lives in the drifted running statistics, and recalibrating "
+                    "batch norm on clean data would undo it (README, Known limitations)")
         return (f"{self.method}/{self.task}: {head} after {self.steps} steps; forget accuracy "
                 f"{100 * self.forget_accuracy:.1f}%"
                 + (f", on target {100 * self.target_accuracy:.1f}%" if self.targets is not None else "")
