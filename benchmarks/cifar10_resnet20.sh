@@ -2,10 +2,10 @@
 # The BENCHMARKS.md runs on the real CIFAR-10 ResNet-20 (akamaster weights, trained on the original CIFAR-10
 # train split) and the JPEG copy of CIFAR-10 in ../shared/datasets, with the paper's CIFAR-10 recipe
 # (the defaults). Every step resumes where a killed run stopped.
-# Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest oracle continual continual_nearest)
+# Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
-STEPS=${*:-grid grid_k64 grid_k128 grid_nearest oracle continual continual_nearest}
+STEPS=${*:-grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest}
 MODEL=(--arch resnet20 --weights "$SHARED/datasets/pretrained/cifar10_resnet20-12fca82f.th")
 DATA=(--dataset "cifar10-jpeg:$SHARED/datasets/cifar10_jpeg.npz")
 OUT=benchmarks/results
@@ -26,6 +26,9 @@ for step in $STEPS; do
     grid_nearest)  # l2ul's option beyond the paper: frozen batch norm + descent toward the nearest wrong class
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods neggrad,adv,l2ul --k 1,16 --seeds 0,1,2 \
         --bn freeze --forget-loss nearest --out $OUT/resnet20_grid_nearest_freeze --no-progress ;;
+    nearest_k64)   # the same option at k = 64 (seed 0)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods adv,l2ul --k 64 --seeds 0 \
+        --bn freeze --forget-loss nearest --out $OUT/resnet20_nearest_freeze_k64 --no-progress ;;
     continual)  # 8 successive requests of 16
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods neggrad,l2ul --requests 8 --k 16 --seeds 0 \
         --out $OUT/resnet20_continual --no-progress ;;
