@@ -29,12 +29,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import l2ul
 from l2ul.bench import eval_splits
 from l2ul.evaluation import predict
-from l2ul.importance import ImportanceWeights, anchor_penalty, normalize_importance
+from l2ul.importance import ImportanceWeights, normalize_importance
 from l2ul.methods import UnlearningMethod
 
 ROWS = ["neggrad", "adv", "l2ul", "l2ul_origmas", "adv_forgetfirst", "l2ul_forgetfirst"]
@@ -64,14 +63,8 @@ class ForgetFirst(UnlearningMethod):
     uses_adversarial = True
 
     def loss(self, model, batch, ctx, forward):
-        logits_f = model(batch.x_forget)
-        logits_a = model(batch.x_aux)
-        forget = self.forget_term(logits_f, batch, ctx)
-        bf, ba = batch.x_forget.shape[0], batch.x_aux.shape[0]
-        total = (bf * forget + ba * F.cross_entropy(logits_a, batch.y_aux)) / (bf + ba)
-        if self.uses_importance and ctx.importance is not None and ctx.config.reg_lambda > 0:
-            total = total + ctx.config.reg_lambda * anchor_penalty(model, ctx.importance, ctx.anchor)
-        return total
+        # the engine's loss, with a forward that runs the forget batch first
+        return super().loss(model, batch, ctx, lambda m, xf, xa: (m(xf), m(xa)))
 
 
 class AdvForgetFirst(ForgetFirst):
