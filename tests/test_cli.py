@@ -116,6 +116,7 @@ def test_unlearn_forget_ids_list_l2ul(capsys, base, tmp_path):
     assert report["holds_with_original_bn_stats"] == (report["score_with_original_bn_stats"] == 0.0)
     assert "D_f (forget)" in stdout and "D_r (remaining)" in stdout and "D_test" in stdout
     assert "converged" in stdout and str(out) in stdout
+    assert "MIA efficacy (share of D_f judged non-member)" in stdout and "loss AUC" in stdout
     assert "Traceback" not in stderr
 
 

@@ -19,7 +19,9 @@ from l2ul.evaluation import (
     evaluate_model,
     evaluate_unlearning,
     loss_auc,
+    MIA_MIN_SIGNAL_Z,
     mia_efficacy,
+    mia_signal_z,
     peak_memory,
     per_instance,
     predict,
@@ -173,6 +175,27 @@ def test_mia_efficacy_deterministic_under_seed():
         mia_efficacy(retain, test, forget, attack="nope")
     with pytest.raises(DataError):
         mia_efficacy(retain, test.subset([]), forget)
+
+
+def test_mia_signal_z_hand_value():
+    # z = (acc - 0.5) / sqrt(0.25 / (2 n)): 0.5277 on 2 x 5000 samples = 0.0277 / 0.005 = 5.54
+    assert mia_signal_z(0.5277, 5000) == pytest.approx(5.54)
+    assert mia_signal_z(0.5, 10) == 0.0
+    assert math.isnan(mia_signal_z(None, 5000)) and math.isnan(mia_signal_z(0.6, 0))
+    assert MIA_MIN_SIGNAL_Z == 3.0
+
+
+def test_mia_chance_attack_is_flagged_uninformative():
+    # retain and test confidences from the same distribution: no membership signal to find
+    g = np.random.default_rng(0)
+    retain = preds_from_conf(g.uniform(0.3, 0.9, 2000).tolist())
+    test = preds_from_conf(g.uniform(0.3, 0.9, 2000).tolist())
+    forget = preds_from_conf([0.1, 0.2])
+    r = mia_efficacy(retain, test, forget, seed=0, attack="logistic")
+    assert r.signal_z < MIA_MIN_SIGNAL_Z and not r.informative
+    # a clearly separable pair is informative
+    sep = mia_efficacy(*_mia_data(), forget, seed=0, attack="logistic")
+    assert sep.informative and sep.signal_z == pytest.approx(mia_signal_z(1.0, 150))
 
 
 # -------------------------------------------------------------------------------------------- loss AUC

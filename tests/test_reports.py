@@ -81,6 +81,22 @@ def test_paper_table_mean_std():
     assert _row(blocks[1], "l2ul")[10] == "7.00 ± 0.00"
 
 
+def test_paper_table_marks_uninformative_mia():
+    recs = _records()
+    assert "†" not in paper_table(recs)  # no attack accuracy stored: nothing to judge, nothing marked
+    for r in recs:
+        r["mia_n_per_class"] = r["mia_n_per_class_before"] = 5000
+        r["mia_attack_train_acc_before"] = 0.53  # z = 6: informative
+        # neggrad at k = 8, seed 1: 0.51 -> z = 2 < 3, flagged; everything else informative
+        r["mia_attack_train_acc"] = 0.51 if (r["method"], r["k"], r["seed"]) == ("neggrad", 8, 1) else 0.54
+    text = paper_table(recs)
+    b8, b32 = text.split("### ")[1:]
+    assert _row(b8, "neggrad")[4] == "50.00 ± 0.00 †1/2"
+    assert _row(b8, "l2ul")[4] == "50.00 ± 0.00" and _row(b8, "before")[4] == "10.00 ± 0.00"
+    assert "†" not in b32.split("\n\n†")[0]
+    assert text.rstrip().endswith("read the loss AUC instead.")
+
+
 def test_paper_table_single_seed_and_missing():
     recs = [r for r in _records() if r["seed"] == 0]
     del recs[0]["loss_auc"]

@@ -223,6 +223,28 @@ def _versions() -> Dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------ unlearn
 
+def _mia_caveat(metrics) -> str:
+    """`` -- uninformative ...`` when the MIA attack on the unlearned model did no better than chance."""
+    from .evaluation import MIA_MIN_SIGNAL_Z, mia_signal_z
+
+    z = mia_signal_z(metrics.get("mia_attack_train_acc"), metrics.get("mia_n_per_class"))
+    if z < MIA_MIN_SIGNAL_Z:
+        return (f" -- uninformative: the attack is at chance on D_r vs D_test (z = {z:.1f} < "
+                f"{MIA_MIN_SIGNAL_Z:g}); read the loss AUC")
+    return ""
+
+
+def _privacy_line(metrics) -> str:
+    before = metrics.get("mia_efficacy_before")
+    line = (f"MIA efficacy (share of D_f judged non-member): {100 * metrics['mia_efficacy']:.1f}%"
+            + (f" (original {100 * before:.1f}%)" if before is not None else "") + _mia_caveat(metrics))
+    if metrics.get("loss_auc") is not None:
+        auc_before = metrics.get("loss_auc_before")
+        line += (f"\nloss AUC (D_f vs D_test losses; 0.5 = like unseen data): {metrics['loss_auc']:.3f}"
+                 + (f" (original {auc_before:.3f})" if auc_before is not None else ""))
+    return line
+
+
 def cmd_unlearn(args) -> int:
     from .data import load_dataset
     from .engine import unlearn
@@ -329,6 +351,8 @@ def cmd_unlearn(args) -> int:
     rows = [{"split": s, "before": pct(metrics[f"acc_{k}_before"]), "after": pct(metrics[f"acc_{k}"])}
             for s, k in (("D_f (forget)", "forget"), ("D_r (remaining)", "retain"), ("D_test", "test"))]
     print(format_table(rows, [("split", "accuracy %"), "before", "after"], floatfmt=".2f"))
+    if metrics.get("mia_efficacy") is not None:
+        print(_privacy_line(metrics))
     if result.status == "diverged":  # the summary's "forget accuracy" would be read off non-finite outputs
         print(f"{result.method}/{result.task}: DIVERGED after {result.steps} steps: {result.message}")
     else:
@@ -398,7 +422,7 @@ def cmd_evaluate(args) -> int:
     for k in ("mia_efficacy", "loss_auc", "agreement_test"):
         if k in metrics:
             before = f" (original {metrics[k + '_before']:.4f})" if k + "_before" in metrics else ""
-            print(f"{k}: {metrics[k]:.4f}{before}")
+            print(f"{k}: {metrics[k]:.4f}{before}{_mia_caveat(metrics) if k == 'mia_efficacy' else ''}")
     print(f"D_r measured on {len(eval_ids)} remaining training instances")
     if args.json:
         write_json(args.json, {"l2ul_report": 1, "command": "evaluate",

@@ -12,6 +12,7 @@ pass the result to :func:`evaluate_unlearning`.
 """
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from functools import cached_property
@@ -35,6 +36,8 @@ __all__ = [
     "accuracy",
     "accuracy_from_predictions",
     "mia_efficacy",
+    "mia_signal_z",
+    "MIA_MIN_SIGNAL_Z",
     "loss_auc",
     "agreement",
     "per_instance",
@@ -238,6 +241,9 @@ class MIAResult:
       fitted on; with a single feature and a smooth decision function the in-sample/out-of-sample gap is
       negligible.
     - ``n_per_class``: samples of each class the attack was trained on; ``attack``: "svc" or "logistic".
+    - ``signal_z`` / ``informative``: see :func:`mia_signal_z`. When the attack finds no membership signal,
+      its threshold direction is arbitrary and ``efficacy`` swings between about 0 and 1 on the same model
+      state (measured on the CIFAR-10 ResNet-20 runs of BENCHMARKS.md); report it as uninformative.
     """
 
     efficacy: float
@@ -246,9 +252,36 @@ class MIAResult:
     n_per_class: int
     attack: str
 
+    @property
+    def signal_z(self) -> float:
+        return mia_signal_z(self.attack_train_acc, self.n_per_class)
+
+    @property
+    def informative(self) -> bool:
+        return self.signal_z >= MIA_MIN_SIGNAL_Z
+
     def as_dict(self) -> Dict[str, Any]:
         return {"efficacy": self.efficacy, "attack_train_acc": self.attack_train_acc,
                 "tnr_test": self.tnr_test, "n_per_class": self.n_per_class, "attack": self.attack}
+
+
+#: z-score below which the MIA attack is judged to have found no membership signal (one-sided p ~ 0.001)
+MIA_MIN_SIGNAL_Z = 3.0
+
+
+def mia_signal_z(attack_train_acc: Optional[float], n_per_class: Optional[int]) -> float:
+    """How far the MIA attack's balanced accuracy lies above chance, in standard errors of a coin flip.
+
+    ``z = (attack_train_acc - 0.5) / sqrt(0.25 / (2 * n_per_class))``. Under "the confidence carries no
+    membership signal" an attack's accuracy on its ``2 n`` samples is about ``N(0.5, 0.25 / 2n)``, so
+    ``z < 3`` (:data:`MIA_MIN_SIGNAL_Z`) means the attack did no better than chance and its efficacy on D_f
+    says nothing. The accuracy is in-sample; for a one-feature smooth classifier (RBF SVC with gamma 1 on
+    confidences in [0, 1], or a threshold) the optimism is small, so this is a lenient test. Returns ``nan``
+    when either input is missing (records written before this check).
+    """
+    if attack_train_acc is None or not n_per_class:
+        return float("nan")
+    return float((attack_train_acc - 0.5) / math.sqrt(0.25 / (2 * n_per_class)))
 
 
 def _make_attack(attack: str):
@@ -390,7 +423,7 @@ def split_metrics(preds: Mapping[str, Predictions], *, seed: int = 0, mia_max_sa
     """Metrics of one model from its predictions on ``forget``/``retain``/``test``.
 
     Returns ``acc_forget``, ``acc_retain``, ``acc_test``, ``mia_efficacy``, ``mia_attack_train_acc``,
-    ``mia_tnr_test``, ``mia_n_per_class`` and ``loss_auc`` (see the individual metrics for directions).
+    ``mia_tnr_test``, ``mia_n_per_class``, ``mia_signal_z`` and ``loss_auc`` (see the individual metrics for directions).
     """
     _check_splits(preds)
     mia = mia_efficacy(preds["retain"], preds["test"], preds["forget"], seed=seed,
@@ -403,6 +436,7 @@ def split_metrics(preds: Mapping[str, Predictions], *, seed: int = 0, mia_max_sa
         "mia_attack_train_acc": mia.attack_train_acc,
         "mia_tnr_test": mia.tnr_test,
         "mia_n_per_class": mia.n_per_class,
+        "mia_signal_z": mia.signal_z,
         "loss_auc": loss_auc(preds["forget"], preds["test"]),
     }
 

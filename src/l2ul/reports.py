@@ -253,6 +253,38 @@ def _one_per_seed(records: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any
 
 
 # -------------------------------------------------------------------------------------------- paper table
+#: the marker of an MIA-efficacy cell where, in at least one run, the attack found no membership signal
+MIA_UNINFORMATIVE_MARK = "†"
+
+
+def _mia_uninformative(records: Iterable[Mapping[str, Any]], suffix: str = "") -> int:
+    """How many of ``records`` carry an MIA efficacy whose attack did no better than chance
+    (:func:`l2ul.evaluation.mia_signal_z` below :data:`~l2ul.evaluation.MIA_MIN_SIGNAL_Z`). Computed from the
+    stored attack accuracy and sample count, so records written before the check are judged too."""
+    from .evaluation import MIA_MIN_SIGNAL_Z, mia_signal_z
+
+    n = 0
+    for r in records:
+        if r.get("mia_efficacy" + suffix) is None:
+            continue
+        z = mia_signal_z(r.get("mia_attack_train_acc" + suffix), r.get("mia_n_per_class" + suffix))
+        n += int(z < MIA_MIN_SIGNAL_Z)  # nan (no attack accuracy stored) compares False: not flagged
+    return n
+
+
+def _mia_cell(records: Sequence[Mapping[str, Any]], suffix: str = "") -> str:
+    cell = _stat(_values(records, "mia_efficacy" + suffix), scale=100)
+    bad = _mia_uninformative(records, suffix)
+    if bad:
+        n = len(_values(records, "mia_efficacy" + suffix))
+        cell += f" {MIA_UNINFORMATIVE_MARK}" + (f"{bad}/{n}" if n > 1 else "")
+    return cell
+
+
+MIA_FOOTNOTE = (f"{MIA_UNINFORMATIVE_MARK}: in these runs (n/N: n of N seeds) the MIA attack did no better "
+                "than chance on its own training data (balanced accuracy within 3 standard errors of 50%), "
+                "so its efficacy on D_f carries no information; read the loss AUC instead.")
+
 _PAPER_COLUMNS = ["Method", "D_f (%)", "D_r (%)", "D_test (%)", "MIA eff. (%)", "loss AUC", "steps",
                   "converged", "t_adv (s)", "t_imp (s)", "t_opt (s)"]
 
@@ -263,7 +295,9 @@ def paper_table(records: Sequence[Mapping[str, Any]]) -> str:
     steps, converged runs (n/N) and seconds per phase (adversarial, importance, optimisation).
 
     With several seeds a cell shows ``mean ± std`` (sample standard deviation over seeds). Methods keep the
-    order of their first appearance; k ascends. The ``before`` row averages one record per seed.
+    order of their first appearance; k ascends. The ``before`` row averages one record per seed. An MIA
+    efficacy whose attack found no membership signal in some runs is marked ``†`` (with n/N over seeds) and
+    explained in a footnote.
     """
     records = list(records)
     _require(records, ["method", "k"], "make the results table")
@@ -277,7 +311,7 @@ def paper_table(records: Sequence[Mapping[str, Any]]) -> str:
                      _stat(_values(base, "acc_forget_before"), scale=100),
                      _stat(_values(base, "acc_retain_before"), scale=100),
                      _stat(_values(base, "acc_test_before"), scale=100),
-                     _stat(_values(base, "mia_efficacy_before"), scale=100),
+                     _mia_cell(base, "_before"),
                      _stat(_values(base, "loss_auc_before"), decimals=3),
                      "-", "-", "-", "-", "-"])
         for method in _methods(at_k):
@@ -287,7 +321,7 @@ def paper_table(records: Sequence[Mapping[str, Any]]) -> str:
                          _stat(_values(rs, "acc_forget"), scale=100),
                          _stat(_values(rs, "acc_retain"), scale=100),
                          _stat(_values(rs, "acc_test"), scale=100),
-                         _stat(_values(rs, "mia_efficacy"), scale=100),
+                         _mia_cell(rs),
                          _stat(_values(rs, "loss_auc"), decimals=3),
                          _stat(_values(rs, "steps"), decimals=1),
                          f"{sum(conv)}/{len(conv)}" if conv else "-",
@@ -296,6 +330,8 @@ def paper_table(records: Sequence[Mapping[str, Any]]) -> str:
                          _stat(_values(rs, "time_optimization"))])
         seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
         blocks.append(f"### k = {k} ({seeds})\n\n" + markdown_table(rows, _PAPER_COLUMNS))
+    if _mia_uninformative(records) or _mia_uninformative(records, "_before"):
+        blocks.append(MIA_FOOTNOTE)
     return "\n\n".join(blocks) + "\n"
 
 
