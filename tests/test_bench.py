@@ -115,6 +115,32 @@ def test_bench_files(grid):
     assert not [p for p in out.rglob("*.partial*")]
 
 
+def _without_date(text):
+    return [line for line in text.splitlines() if not line.startswith("- Date:")]
+
+
+def test_render_results_rewrites_outputs_from_records(grid, tmp_path):
+    out, records, _ = grid
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    for name in ("table.md", "results.csv", "results.json", "plot_vs_k.png"):
+        (copy / name).unlink()
+    written = bench.render_results(copy)
+    assert {p.name for p in written} == {"table.md", "results.csv", "results.json", "plot_vs_k.png",
+                                         "plot_phase_times.png"}
+    assert _without_date((copy / "table.md").read_text()) == _without_date((out / "table.md").read_text())
+    assert (copy / "results.csv").read_text() == (out / "results.csv").read_text()
+    assert json.loads((copy / "results.json").read_text())["records"] == json.loads(
+        (out / "results.json").read_text())["records"]
+    # a record of other settings is refused; a folder without results says what it needs
+    with open(copy / "results.jsonl", "a") as f:
+        f.write(json.dumps({**records[0], "settings_hash": "0" * 16}) + "\n")
+    with pytest.raises(L2ULError, match="other settings"):
+        bench.render_results(copy)
+    with pytest.raises(L2ULError, match="no settings.json"):
+        bench.render_results(tmp_path / "empty")
+
+
 def test_bench_records(grid, bundle):
     _, records, logs = grid
     assert len(records) == len(METHODS) * len(KS)
@@ -246,6 +272,11 @@ def test_continual(bundle, model, tmp_path, monkeypatch):
     assert counter.calls == ["l2ul", "l2ul"]
     assert [(r["method"], r["request"]) for r in again] == [(r["method"], r["request"]) for r in recs]
     assert again[5]["acc_retain"] == pytest.approx(l2["acc_retain"])
+    # the continual outputs re-render from the records alone
+    md = (out / "continual.md").read_text()
+    (out / "continual.md").unlink()
+    assert {p.name for p in bench.render_results(out, plots=False)} == {"continual.md", "continual.json"}
+    assert _without_date((out / "continual.md").read_text()) == _without_date(md)
 
 
 def test_continual_resumes_after_the_last_checkpointed_request(bundle, model, tmp_path, monkeypatch):

@@ -289,3 +289,8 @@ def test_console_script_help():
     for command in ("unlearn", "evaluate", "pretrain", "demo", "bench", "info"):
         assert command in proc.stdout
     assert proc.stderr == ""
+
+
+def test_report_command(capsys, tmp_path):
+    rc, _, stderr = run(capsys, "report", tmp_path)
+    assert rc != 0 and "no settings.json" in stderr and "Traceback" not in stderr

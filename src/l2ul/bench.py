@@ -79,6 +79,7 @@ from .safety import atomic_write
 __all__ = [
     "run_bench",
     "run_continual",
+    "render_results",
     "eval_splits",
     "continual_forget_sets",
     "settings_hash",
@@ -960,6 +961,56 @@ def run_continual(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[
     _write_continual_outputs(out, settings, records, plots=True)
     log(f"continual: wrote {out / 'continual.md'}, continual.json, continual.jsonl, plot_continual.png")
     return records
+
+
+# ------------------------------------------------------------------------------------------- re-rendering
+def render_results(out_dir, *, plots: bool = True) -> List[Path]:
+    """Write again the tables, CSV/JSON and plots of a finished or interrupted ``l2ul bench`` folder from its
+    records alone (no model, no data): after upgrading l2ul's reports, or to look at a run still in progress.
+
+    Reads ``settings.json`` and ``results.jsonl`` (grid) and/or ``continual.jsonl`` (continual). Records of
+    other settings are refused, as on resume. Returns the paths written.
+    """
+    out = Path(out_dir)
+    spath = out / "settings.json"
+    if not spath.is_file():
+        raise L2ULError(f"{out} holds no l2ul bench results (no settings.json); give the --out of a bench run")
+    try:
+        settings = json.loads(spath.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise L2ULError(f"{spath} is not valid JSON") from None
+    h = settings.get("settings_hash")
+    written: List[Path] = []
+    for name, kind in (("results.jsonl", "grid"), ("continual.jsonl", "continual")):
+        path = out / name
+        if not path.exists():
+            continue
+        records, _ = _read_jsonl(path)
+        foreign = [r for r in records if r.get("settings_hash") != h]
+        if foreign:
+            raise L2ULError(f"{path} holds {len(foreign)} record(s) of other settings than {spath}; "
+                            "it cannot be rendered as one run")
+        if not records:
+            continue
+        methods = list(settings.get("methods") or [])
+        methods += [m for m in dict.fromkeys(r["method"] for r in records) if m not in methods]
+        if kind == "grid":
+            records = _sort_records(records, methods, sorted({r["k"] for r in records}),
+                                    sorted({r["seed"] for r in records}))
+            _write_bench_outputs(out, settings, records, plots=plots)
+            written += [out / "table.md", out / "results.csv", out / "results.json"]
+            if plots:
+                written += [out / "plot_vs_k.png", out / "plot_phase_times.png"]
+        else:
+            order = {m: i for i, m in enumerate(methods)}
+            records.sort(key=lambda r: (order[r["method"]], r["request"]))
+            _write_continual_outputs(out, settings, records, plots=plots)
+            written += [out / "continual.md", out / "continual.json"] + ([out / "plot_continual.png"] if plots
+                                                                        else [])
+    if not written:
+        raise L2ULError(f"{out} holds no finished records yet (results.jsonl / continual.jsonl are missing or "
+                        "empty)")
+    return written
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

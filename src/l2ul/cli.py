@@ -548,6 +548,17 @@ def _run_demo(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------- report
+
+def cmd_report(args) -> int:
+    from .bench import render_results
+
+    for d in args.dirs:
+        paths = render_results(d, plots=not args.no_plots)
+        print(f"{d}: wrote " + ", ".join(p.name for p in paths))
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------- info
 
 def cmd_info(args) -> int:
@@ -656,6 +667,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_bench_main)
     except ImportError:  # pragma: no cover
         p.set_defaults(func=lambda a: (_eprint("l2ul: bench is unavailable"), 1)[1])
+
+    p = sub.add_parser("report", parents=[common], help="re-render the tables and plots of a bench folder",
+                       description="Write again table.md / continual.md, results.csv/json and the plots of an "
+                                   "`l2ul bench` output folder from its records (no model or data needed).")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="--out folder(s) of l2ul bench")
+    p.add_argument("--no-plots", action="store_true", help="tables only")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("info", parents=[common], help="list methods, models, presets and dataset specs")
     p.set_defaults(func=cmd_info)
