@@ -211,6 +211,31 @@ def test_bench_resume(grid, bundle, model, tmp_path, monkeypatch):
     assert len(again) == len(records)
 
 
+def test_bench_resumes_a_folder_written_before_a_config_field_existed(grid, bundle, model, tmp_path,
+                                                                       monkeypatch):
+    """A folder from before `forget_loss` existed (no such key in its hashed config) resumes with the
+    value that reproduces the old behaviour, keeps its hash, and refuses any other value."""
+    src, records, _ = grid
+    out = tmp_path / "legacy"
+    shutil.copytree(src, out)
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["hashed"]["config"].pop("forget_loss") == "ascent"
+    old_hash = bench.settings_hash(settings["hashed"])
+    settings["settings_hash"] = old_hash
+    (out / "settings.json").write_text(json.dumps(settings))
+    jsonl = out / "results.jsonl"
+    # the legacy folder had no oracle yet
+    jsonl.write_text("".join(json.dumps({**json.loads(line), "settings_hash": old_hash}) + "\n"
+                             for line in jsonl.read_text().splitlines() if json.loads(line)["method"] != "oracle"))
+    counter = Counter(monkeypatch)
+    again = run_bench(model, bundle, out_dir=out, log=None, **COMMON)
+    assert counter.calls == ["oracle", "oracle"] and len(again) == len(records)   # only the missing cells
+    assert json.loads((out / "settings.json").read_text())["settings_hash"] == old_hash
+    assert {r["settings_hash"] for r in again} == {old_hash}
+    with pytest.raises(L2ULError, match="different settings"):
+        run_bench(model, bundle, out_dir=out, log=None, **{**COMMON, "config": CFG.replace(forget_loss="nearest")})
+
+
 def test_bench_refuses_other_settings(grid, bundle, model, tmp_path, monkeypatch):
     src, _, _ = grid
     out = tmp_path / "copy"

@@ -102,6 +102,10 @@ RECORD_CONFIG_FIELDS = ("lr", "pgd_eps", "pgd_steps", "adv_per_instance", "bn", 
                         "max_steps")
 #: config fields that do not change results and so are left out of the settings hash
 _UNHASHED_CONFIG = ("seed", "device")
+#: config fields added after results folders were first written, each with the value that reproduces the
+#: behaviour from before it existed. A folder whose settings predate such a field resumes when the run uses
+#: that value (its records are the same computation), and keeps its original settings hash.
+_LEGACY_CONFIG_DEFAULTS = {"forget_loss": "ascent"}
 #: images held in memory for evaluation at most (bytes); larger splits are read through a DataLoader
 _STACK_LIMIT = 2 << 30
 
@@ -326,6 +330,13 @@ def _hashed_config(config: UnlearnConfig) -> Dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if k not in _UNHASHED_CONFIG}
 
 
+def _legacy_hashed(hashed: Mapping[str, Any]) -> Dict[str, Any]:
+    """``hashed`` as a folder written before the :data:`_LEGACY_CONFIG_DEFAULTS` fields existed holds it."""
+    cfg = {k: v for k, v in hashed["config"].items()
+           if not (k in _LEGACY_CONFIG_DEFAULTS and v == _LEGACY_CONFIG_DEFAULTS[k])}
+    return {**hashed, "config": cfg}
+
+
 def _model_desc(model: nn.Module) -> Dict[str, Any]:
     meta = getattr(model, "l2ul_meta", None) or {}
     return {"class": type(model).__name__, "arch": meta.get("arch"),
@@ -401,6 +412,12 @@ def _open_out_dir(out_dir, settings: Dict[str, Any], jsonl_name: str) -> Tuple[P
             old = json.loads(spath.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             raise L2ULError(f"{spath} is not valid JSON; use a new --out") from None
+        if old.get("settings_hash") != h:
+            legacy = _legacy_hashed(settings["hashed"])
+            if settings_hash(legacy) == old.get("settings_hash"):
+                # written before a _LEGACY_CONFIG_DEFAULTS field existed, by the same computation: keep its hash
+                settings["hashed"], settings["settings_hash"] = legacy, old["settings_hash"]
+                h = settings["settings_hash"]
         if old.get("settings_hash") != h:
             diff = sorted(k for k in set(old.get("hashed", {})) | set(settings["hashed"])
                           if old.get("hashed", {}).get(k) != settings["hashed"].get(k))
@@ -606,8 +623,8 @@ def run_bench(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[str]
         extra_hashed={"ks": sorted(ks), "seeds": sorted(seeds), "mia_max_samples": mia_max_samples,
                       "mia_attack": mia_attack, "task": "misclassify"},
         device=device, config_name=config_name, methods=methods, notes=notes)
-    h = settings["settings_hash"]
     out, done_records = _open_out_dir(out_dir, settings, "results.jsonl")
+    h = settings["settings_hash"]  # after: a legacy folder keeps its own hash
     (out / "cells").mkdir(exist_ok=True)
     jsonl = out / "results.jsonl"
     done = {(r["method"], r["k"], r["seed"]) for r in done_records}
@@ -844,8 +861,8 @@ def run_continual(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[
         device=device, config_name=config_name, methods=methods,
         notes=["request r runs the engine with seed = seed * 1000 + r; adversarial examples and importance "
                "are computed on the current model of each method, so they are not shared"])
-    h = settings["settings_hash"]
     out, old = _open_out_dir(out_dir, settings, "continual.jsonl")
+    h = settings["settings_hash"]  # after: a legacy folder keeps its own hash
     jsonl = out / "continual.jsonl"
     complete = {m for m in {r["method"] for r in old}
                 if {r["request"] for r in old if r["method"] == m} >= set(range(requests + 1))}
