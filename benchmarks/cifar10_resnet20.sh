@@ -2,7 +2,7 @@
 # The BENCHMARKS.md runs on the real CIFAR-10 ResNet-20 (akamaster weights, trained on the original CIFAR-10
 # train split) and the JPEG copy of CIFAR-10 in ../shared/datasets, with the paper's CIFAR-10 recipe
 # (the defaults). Every step resumes where a killed run stopped.
-# Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest)
+# Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle oracle_s0 continual continual_nearest)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 STEPS=${*:-grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest}
@@ -14,7 +14,12 @@ for step in $STEPS; do
     grid)       # methods x k x 3 seeds
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods neggrad,adv,l2ul --k 1,16 --seeds 0,1,2 \
         --out $OUT/resnet20_grid --no-progress ;;
-    oracle)     # the oracle (needs the remaining data; fine-tunes outside the D_r evaluation subset), seed 0
+    oracle)     # the oracle (needs the remaining data; fine-tunes outside the D_r evaluation subset), added to the
+                # grid folders above (a folder's D_r subset depends on its k's and seeds, not on its methods)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods oracle --k 16,1 --seeds 0,1,2 --out $OUT/resnet20_grid --no-progress
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods oracle --k 64 --seeds 0,1,2 --out $OUT/resnet20_grid_k64 --no-progress
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods oracle --k 128 --seeds 0,1,2 --out $OUT/resnet20_grid_k128 --no-progress ;;
+    oracle_s0)  # an earlier quick look: the oracle alone, seed 0, its own folder (so its own D_r subset)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods oracle --k 16,1,64,128 --seeds 0 \
         --out $OUT/resnet20_oracle --no-progress ;;
     grid_k64)   # the large-k grid, one run per k so that the two can run side by side
