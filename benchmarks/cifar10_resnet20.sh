@@ -2,7 +2,7 @@
 # The BENCHMARKS.md runs on the real CIFAR-10 ResNet-20 (akamaster weights, trained on the original CIFAR-10
 # train split) and the JPEG copy of CIFAR-10 in ../shared/datasets, with the paper's CIFAR-10 recipe
 # (the defaults). Every step resumes where a killed run stopped.
-# Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle oracle_s0 continual continual_nearest)
+# Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle oracle_s0 budget_k64 continual continual_nearest)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 STEPS=${*:-grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest}
@@ -25,6 +25,9 @@ for step in $STEPS; do
     grid_k64)   # the large-k grid, one run per k so that the two can run side by side
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods neggrad,adv,l2ul --k 64 --seeds 0,1,2 \
         --out $OUT/resnet20_grid_k64 --no-progress ;;
+    budget_k64)  # l2ul with the original code's budget (1000 passes = 5000 steps at k = 64), seed 2 of grid_k64
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods l2ul --k 64 --seeds 2 --max-steps 5000 \
+        --out $OUT/resnet20_l2ul_k64_s2_max5000 --no-progress ;;
     grid_k128)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods neggrad,adv,l2ul --k 128 --seeds 0,1,2 \
         --out $OUT/resnet20_grid_k128 --no-progress ;;
