@@ -225,10 +225,10 @@ def _versions() -> Dict[str, str]:
 
 def _mia_caveat(metrics) -> str:
     """`` -- uninformative ...`` when the MIA attack on the unlearned model did no better than chance."""
-    from .evaluation import MIA_MIN_SIGNAL_Z, mia_signal_z
+    from .evaluation import MIA_MIN_SIGNAL_Z
 
-    z = mia_signal_z(metrics.get("mia_attack_train_acc"), metrics.get("mia_n_per_class"))
-    if z < MIA_MIN_SIGNAL_Z:
+    z = metrics.get("mia_signal_z")  # stored by evaluation.split_metrics
+    if z is not None and z < MIA_MIN_SIGNAL_Z:
         return (f" -- uninformative: the attack is at chance on D_r vs D_test (z = {z:.1f} < "
                 f"{MIA_MIN_SIGNAL_Z:g}); read the loss AUC")
     return ""
