@@ -281,9 +281,12 @@ def _mia_cell(records: Sequence[Mapping[str, Any]], suffix: str = "") -> str:
     return cell
 
 
-MIA_FOOTNOTE = (f"{MIA_UNINFORMATIVE_MARK}: in these runs (n/N: n of N seeds) the MIA attack did no better "
-                "than chance on its own training data (balanced accuracy within 3 standard errors of 50%), "
-                "so its efficacy on D_f carries no information; read the loss AUC instead.")
+def _mia_footnote() -> str:
+    from .evaluation import MIA_MIN_SIGNAL_Z
+
+    return (f"{MIA_UNINFORMATIVE_MARK}: in these runs (n/N: n of N seeds) the MIA attack did no better than "
+            f"chance on its own training data (balanced accuracy within {MIA_MIN_SIGNAL_Z:g} standard errors of "
+            "50%), so its efficacy on D_f carries no information; read the loss AUC instead.")
 
 _PAPER_COLUMNS = ["Method", "D_f (%)", "D_r (%)", "D_test (%)", "MIA eff. (%)", "loss AUC", "steps",
                   "converged", "t_adv (s)", "t_imp (s)", "t_opt (s)"]
@@ -331,7 +334,7 @@ def paper_table(records: Sequence[Mapping[str, Any]]) -> str:
         seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
         blocks.append(f"### k = {k} ({seeds})\n\n" + markdown_table(rows, _PAPER_COLUMNS))
     if _mia_uninformative(records) or _mia_uninformative(records, "_before"):
-        blocks.append(MIA_FOOTNOTE)
+        blocks.append(_mia_footnote())
     return "\n\n".join(blocks) + "\n"
 
 
