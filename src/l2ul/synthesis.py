@@ -1,0 +1,480 @@
+"""Data-free proxy images for the repair phase: inversion of batch-norm statistics, and cheap alternatives.
+
+When no unlabeled in-domain images are available, the repair phase (issue #11) can distil the original
+model on images synthesised from the model itself.
+
+:func:`invert_bn_statistics` is DeepInversion (Yin et al., "Dreaming to Distill: Data-free Knowledge
+Transfer via DeepInversion", CVPR 2020; reference code github.com/NVlabs/DeepInversion). Starting from
+noise, a batch of images is optimised with Adam so that
+
+* the model classifies image ``i`` as its target class ``i % num_classes`` (cross-entropy, class-balanced);
+* at the input of every ``BatchNorm2d`` layer, the batch's per-channel mean and (biased) variance match the
+  layer's running statistics: ``sum_l ||mu_l(x) - running_mean_l||_2 + ||var_l(x) - running_var_l||_2``,
+  collected with forward hooks while the model runs in eval mode (its running statistics are read, never
+  updated);
+* the image is smooth: total variation, the L2 norm of the differences between neighbouring pixels
+  (horizontal, vertical and both diagonals), as in the reference code;
+
+with random jitter (the batch is rolled by up to ``jitter`` pixels in each direction) and random horizontal
+flips at every step. Differences from the reference code, all deliberate: the pixels are optimised in
+``[0, 1]`` image space (l2ul models normalise inside the model) and clamped back into ``[0, 1]`` after every
+Adam step (projected Adam), so every image is a valid input; the final images are returned (the reference
+keeps the lowest-loss batch); the defaults (200 steps, ``lr`` 0.1) are for CPU budgets, where the
+reference runs 2000 iterations; ``tv_weight`` is in pixel units (the reference's 1e-3 on normalised inputs
+is about 5e-3 on pixels for a standard deviation of 0.2).
+
+:func:`cached_synthesis` stores the result in the l2ul cache folder (``$L2UL_CACHE_DIR`` or
+``~/.cache/l2ul``, under ``synthesis/``) keyed by a hash of the model's state dict and every setting, so the
+(slow) inversion runs once per model.
+
+Cheap alternatives, for comparison: :func:`adversarial_proxy` (targeted PGD examples of the forget set,
+which on their own collapse the repair, see ``benchmarks/results/repair_probe.md``), :func:`mixup_images`,
+:func:`augment_images` and :func:`mix_sources`.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError, DataError
+from .safety import atomic_path
+
+PathLike = Union[str, os.PathLike]
+
+__all__ = ["SynthesisResult", "invert_bn_statistics", "bn_statistics_loss", "cached_synthesis",
+           "state_dict_hash", "synthesis_cache_path", "adversarial_proxy", "mixup_images", "augment_images",
+           "mix_sources", "SYNTHESIS_VERSION"]
+
+#: Bumped whenever the algorithm changes what a given setting produces; part of every cache key.
+SYNTHESIS_VERSION = 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# helpers
+
+
+@contextlib.contextmanager
+def _frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode, parameter gradients off; both restored afterwards."""
+    was = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
+        model.train(was)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _batch_seed(seed: int, index: int) -> int:
+    """Independent generator seed for batch ``index``: with the same ``batch_size``, the first ``m`` images of
+    an ``n``-image synthesis are those of an ``m``-image one."""
+    return int.from_bytes(hashlib.sha256(f"l2ul-synthesis:{int(seed)}:{int(index)}".encode()).digest()[:8],
+                          "little") & ((1 << 63) - 1)
+
+
+def _bn_layers(model: nn.Module) -> List[nn.BatchNorm2d]:
+    return [m for m in model.modules()
+            if isinstance(m, nn.BatchNorm2d) and m.running_mean is not None and m.running_var is not None]
+
+
+class _BNStatHooks:
+    """Forward hooks on every ``BatchNorm2d``: after a forward pass, ``terms[i]`` is
+    ``||mean - running_mean||_2 + ||var - running_var||_2`` of the batch at layer ``i``'s input."""
+
+    def __init__(self, model: nn.Module):
+        self.layers = _bn_layers(model)
+        if not self.layers:
+            raise ConfigError("the model has no BatchNorm2d layer with running statistics; batch-norm inversion "
+                              "needs them (use an unlabeled proxy image set instead)")
+        self.terms: List[torch.Tensor] = []
+        self._handles = [m.register_forward_hook(self._hook) for m in self.layers]
+
+    def _hook(self, module: nn.BatchNorm2d, inputs, output) -> None:
+        x = inputs[0]
+        mean = x.mean(dim=(0, 2, 3))
+        var = x.permute(1, 0, 2, 3).reshape(x.shape[1], -1).var(dim=1, unbiased=False)
+        rm = module.running_mean.to(x.dtype)
+        rv = module.running_var.to(x.dtype)
+        self.terms.append(torch.linalg.vector_norm(mean - rm) + torch.linalg.vector_norm(var - rv))
+
+    def pop(self, first_multiplier: float = 1.0) -> torch.Tensor:
+        terms, self.terms = self.terms, []
+        if not terms:
+            raise ConfigError("no BatchNorm2d layer ran in the forward pass; batch-norm inversion needs them")
+        total = terms[0] * first_multiplier
+        for t in terms[1:]:
+            total = total + t
+        return total
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def _total_variation(x: torch.Tensor) -> torch.Tensor:
+    """L2 norms of the horizontal, vertical and two diagonal neighbour differences, summed (reference code)."""
+    d1 = x[:, :, :, :-1] - x[:, :, :, 1:]
+    d2 = x[:, :, :-1, :] - x[:, :, 1:, :]
+    d3 = x[:, :, 1:, :-1] - x[:, :, :-1, 1:]
+    d4 = x[:, :, :-1, :-1] - x[:, :, 1:, 1:]
+    return sum(torch.linalg.vector_norm(d) for d in (d1, d2, d3, d4))
+
+
+def bn_statistics_loss(model: nn.Module, images: torch.Tensor) -> float:
+    """The batch-norm statistic mismatch ``sum_l ||mu_l - running_mean_l|| + ||var_l - running_var_l||`` of
+    ``images`` (one batch) on ``model`` in eval mode: the quantity :func:`invert_bn_statistics` lowers."""
+    with _frozen(model), torch.no_grad():
+        hooks = _BNStatHooks(model)
+        try:
+            model(images.to(_device_of(model)))
+            return float(hooks.pop())
+        finally:
+            hooks.close()
+
+
+def _check_settings(n, image_shape, num_classes, steps, lr, batch_size, jitter) -> Tuple[int, int, int]:
+    if not (isinstance(n, (int, np.integer)) and n >= 1):
+        raise ConfigError(f"n (images to synthesise) must be an integer >= 1, got {n!r}")
+    try:
+        shape = tuple(int(s) for s in image_shape)
+    except (TypeError, ValueError):
+        raise ConfigError(f"image_shape must be (C, H, W), got {image_shape!r}") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"image_shape must be three positive integers (C, H, W), got {image_shape!r}")
+    if not (isinstance(num_classes, (int, np.integer)) and num_classes >= 1):
+        raise ConfigError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    if not (isinstance(steps, (int, np.integer)) and steps >= 0):
+        raise ConfigError(f"steps must be an integer >= 0, got {steps!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not (isinstance(jitter, (int, np.integer)) and jitter >= 0):
+        raise ConfigError(f"jitter must be an integer >= 0, got {jitter!r}")
+    return shape  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# DeepInversion
+
+
+def invert_bn_statistics(model: nn.Module, n: int, *, image_shape: Sequence[int], num_classes: int,
+                         steps: int = 200, lr: float = 0.1, batch_size: int = 256, seed: int = 0,
+                         bn_weight: float = 10.0, ce_weight: float = 1.0, tv_weight: float = 5e-3,
+                         first_bn_multiplier: float = 1.0, jitter: int = 2, flip: bool = True,
+                         init_std: float = 0.2, lr_schedule: str = "constant",
+                         progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
+    """``n`` images inverted from ``model``'s batch-norm running statistics (DeepInversion), float32
+    ``[n, C, H, W]`` in ``[0, 1]`` on the CPU. Image ``i`` is synthesised toward class ``i % num_classes``.
+
+    model: a classifier taking ``[0, 1]`` images (normalisation inside) with ``BatchNorm2d`` layers; it is run
+        in eval mode with its parameters frozen, and left as it was (weights, running statistics, mode).
+    steps, lr: Adam iterations per batch and learning rate (pixel units; clamped to ``[0, 1]`` after each
+        step). ``lr_schedule="cosine"`` decays the rate to 0 over the steps.
+    batch_size: images optimised together; the statistics are matched per batch, so batches much smaller
+        than the number of classes give poor statistics. Batches are independent and seeded from
+        ``(seed, batch index)``: the result is deterministic for a seed on one machine, and the first ``m``
+        images of ``n`` equal an ``m``-image synthesis with the same batch size.
+    bn_weight, ce_weight, tv_weight, first_bn_multiplier: loss weights (the first BN layer's term is
+        multiplied by ``first_bn_multiplier``, as in the reference ImageNet code).
+    jitter, flip: random roll of up to ``jitter`` pixels and random horizontal flip of the batch per step.
+    init_std: initial images are ``clamp(0.5 + init_std * N(0, 1), 0, 1)``.
+    progress: called as ``progress(done_steps, total_steps)`` over all batches.
+    """
+    shape = _check_settings(n, image_shape, num_classes, steps, lr, batch_size, jitter)
+    if lr_schedule not in ("constant", "cosine"):
+        raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+    device = _device_of(model)
+    n, batch_size = int(n), int(batch_size)
+    n_batches = math.ceil(n / batch_size)
+    total = n_batches * int(steps)
+    out: List[torch.Tensor] = []
+    done = 0
+    with _frozen(model):
+        hooks = _BNStatHooks(model)
+        try:
+            for b in range(n_batches):
+                lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+                gen = torch.Generator().manual_seed(_batch_seed(seed, b))
+                targets = (torch.arange(lo, hi) % int(num_classes)).to(device)
+                x = (0.5 + init_std * torch.randn((hi - lo,) + shape, generator=gen)).clamp_(0, 1).to(device)
+                x.requires_grad_(True)
+                opt = torch.optim.Adam([x], lr=lr)
+                # all randomness of the batch drawn up front on the CPU: same images on every device
+                shifts = (torch.randint(-int(jitter), int(jitter) + 1, (int(steps), 2), generator=gen)
+                          if jitter else torch.zeros(int(steps), 2, dtype=torch.long))
+                flips = (torch.rand(int(steps), generator=gen) < 0.5) if flip else torch.zeros(int(steps), dtype=torch.bool)
+                for s in range(int(steps)):
+                    if lr_schedule == "cosine":
+                        for g in opt.param_groups:
+                            g["lr"] = 0.5 * lr * (1 + math.cos(math.pi * s / max(int(steps), 1)))
+                    xj = x
+                    dy, dx = int(shifts[s, 0]), int(shifts[s, 1])
+                    if dy or dx:
+                        xj = torch.roll(xj, shifts=(dy, dx), dims=(2, 3))
+                    if bool(flips[s]):
+                        xj = torch.flip(xj, dims=(3,))
+                    opt.zero_grad(set_to_none=True)
+                    hooks.terms = []
+                    logits = model(xj)
+                    loss = bn_weight * hooks.pop(first_bn_multiplier)
+                    if ce_weight:
+                        loss = loss + ce_weight * F.cross_entropy(logits, targets)
+                    if tv_weight:
+                        loss = loss + tv_weight * _total_variation(xj)
+                    if not torch.isfinite(loss):
+                        raise ConfigError(f"batch-norm inversion diverged (non-finite loss at step {s + 1} of "
+                                          f"batch {b}); lower lr")
+                    loss.backward()
+                    opt.step()
+                    with torch.no_grad():
+                        x.clamp_(0.0, 1.0)
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+                out.append(x.detach().cpu())
+        finally:
+            hooks.close()
+    return torch.cat(out).contiguous()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# cache
+
+
+@dataclass
+class SynthesisResult:
+    """Synthesised proxy images and where they came from.
+
+    ``seconds`` is the synthesis wall time (of the run that produced them, also when read from the cache);
+    ``in_class``: share of images the model predicts as their target class."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    seconds: float
+    from_cache: bool
+    path: Optional[Path]
+    settings: Dict[str, Any] = field(default_factory=dict)
+    in_class: float = float("nan")
+
+    def describe(self) -> str:
+        s = self.settings
+        return (f"deepinversion ({len(self.images)} images, {s.get('steps')} steps, seed {s.get('seed')}, "
+                f"{100 * self.in_class:.0f}% in class, {self.seconds:.0f} s"
+                + (", from cache" if self.from_cache else "") + ")")
+
+
+def state_dict_hash(model: nn.Module) -> str:
+    """sha256 over the model's class name and every state-dict entry (name, dtype, shape, bytes)."""
+    h = hashlib.sha256(type(model).__qualname__.encode())
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+_DEFAULTS = dict(steps=200, lr=0.1, batch_size=256, seed=0, bn_weight=10.0, ce_weight=1.0, tv_weight=5e-3,
+                 first_bn_multiplier=1.0, jitter=2, flip=True, init_std=0.2, lr_schedule="constant")
+
+
+def _settings(n: int, image_shape, num_classes: int, kw: Dict[str, Any]) -> Dict[str, Any]:
+    unknown = set(kw) - set(_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown synthesis setting(s) {sorted(unknown)}; valid: {sorted(_DEFAULTS)}")
+    s: Dict[str, Any] = {**_DEFAULTS, **kw}
+    s.update(n=int(n), image_shape=[int(v) for v in image_shape], num_classes=int(num_classes),
+             algorithm="deepinversion", version=SYNTHESIS_VERSION)
+    for k in ("lr", "bn_weight", "ce_weight", "tv_weight", "first_bn_multiplier", "init_std"):
+        s[k] = float(s[k])
+    for k in ("steps", "batch_size", "seed", "jitter"):
+        s[k] = int(s[k])
+    s["flip"] = bool(s["flip"])
+    return s
+
+
+def synthesis_cache_path(model: nn.Module, n: int, *, image_shape: Sequence[int], num_classes: int,
+                         cache_dir: Optional[PathLike] = None, **kw: Any) -> Tuple[Path, str, Dict[str, Any]]:
+    """``(path, key, settings)`` of the cache file :func:`cached_synthesis` uses for these arguments."""
+    settings = _settings(n, image_shape, num_classes, kw)
+    key = hashlib.sha256((state_dict_hash(model) + json.dumps(settings, sort_keys=True)).encode()).hexdigest()
+    if cache_dir is None:
+        from .data import default_cache_dir
+
+        cache_dir = default_cache_dir()
+    return Path(cache_dir).expanduser() / "synthesis" / f"deepinversion-{key[:32]}.safetensors", key, settings
+
+
+def _read_cache(path: Path, key: str, n: int, shape: Sequence[int]):
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("key") != key:
+                return None
+            images, targets = f.get_tensor("images"), f.get_tensor("targets")
+        if tuple(images.shape) != (n, *shape) or images.dtype != torch.float32 or targets.shape != (n,):
+            return None
+        return images, targets, float(meta.get("seconds", "nan")), float(meta.get("in_class", "nan"))
+    except Exception:  # a damaged or foreign cache file is ignored and rewritten
+        return None
+
+
+def _in_class(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int = 512) -> float:
+    dev = _device_of(model)
+    hits = 0
+    with _frozen(model), torch.no_grad():
+        for s in range(0, len(images), batch_size):
+            hits += int((model(images[s:s + batch_size].to(dev)).argmax(1).cpu() == targets[s:s + batch_size]).sum())
+    return hits / max(len(images), 1)
+
+
+def cached_synthesis(model: nn.Module, n: int, cache_dir: Optional[PathLike] = None, *,
+                     image_shape: Sequence[int], num_classes: int,
+                     progress: Optional[Callable[[int, int], None]] = None, **kw: Any) -> SynthesisResult:
+    """:func:`invert_bn_statistics` with a file cache.
+
+    The key hashes the model's state dict (so any change of weights or running statistics gives a new key)
+    and every setting (``n``, ``image_shape``, ``num_classes`` and the keyword arguments of
+    :func:`invert_bn_statistics`, defaults filled in). The file is
+    ``<cache_dir or $L2UL_CACHE_DIR or ~/.cache/l2ul>/synthesis/deepinversion-<key>.safetensors``, written
+    atomically; a damaged cache file is recomputed. An unwritable cache folder only costs the recomputation
+    next time (``path`` is then ``None``).
+    """
+    path, key, settings = synthesis_cache_path(model, n, image_shape=image_shape, num_classes=num_classes,
+                                               cache_dir=cache_dir, **kw)
+    shape = settings["image_shape"]
+    targets = torch.arange(int(n)) % int(num_classes)
+    if path.is_file():
+        hit = _read_cache(path, key, int(n), shape)
+        if hit is not None:
+            images, tgt, seconds, in_class = hit
+            return SynthesisResult(images, tgt, seconds, True, path, settings, in_class)
+    synth_kw = {k: settings[k] for k in _DEFAULTS}
+    t0 = time.perf_counter()
+    images = invert_bn_statistics(model, int(n), image_shape=shape, num_classes=int(num_classes),
+                                  progress=progress, **synth_kw)
+    seconds = time.perf_counter() - t0
+    in_class = _in_class(model, images, targets)
+    from safetensors.torch import save_file
+
+    meta = {"key": key, "settings": json.dumps(settings, sort_keys=True), "seconds": repr(seconds),
+            "in_class": repr(in_class), "format": "1"}
+    written: Optional[Path] = path
+    try:
+        with atomic_path(path) as tmp:
+            save_file({"images": images.contiguous(), "targets": targets.contiguous()}, str(tmp), metadata=meta)
+    except OSError:
+        written = None
+    return SynthesisResult(images, targets, seconds, False, written, settings, in_class)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# cheap alternatives
+
+
+def adversarial_proxy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
+                      per_instance: int = 20, eps: float = 4.0, alpha: float = 0.1, steps: int = 100,
+                      seed: int = 0, batch_size: int = 512) -> torch.Tensor:
+    """Targeted L2-PGD adversarial examples of ``images`` (the forget set) toward random wrong classes
+    (:func:`l2ul.attacks.generate_adversarial_set`), as an unlabeled proxy. Cheap, but they all sit next to
+    the forget instances: as the *only* proxy they collapsed the repair on the CIFAR-10 ResNet-20."""
+    from .attacks import generate_adversarial_set
+
+    gen = torch.Generator().manual_seed(int(seed))
+    adv = generate_adversarial_set(model, images, torch.as_tensor(labels).long(), int(num_classes),
+                                   per_instance=int(per_instance), eps=eps, alpha=alpha, steps=int(steps),
+                                   batch_size=int(batch_size), generator=gen)
+    return adv.images.detach().cpu()
+
+
+def _check_pool(images: torch.Tensor, what: str) -> None:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
+        raise DataError(f"{what} needs a non-empty image tensor [N, C, H, W]")
+
+
+def mixup_images(images: torch.Tensor, n: int, *, alpha: float = 1.0, seed: int = 0) -> torch.Tensor:
+    """``n`` convex combinations ``lam * x_i + (1 - lam) * x_j`` of random pairs (``lam ~ Beta(alpha, alpha)``)."""
+    _check_pool(images, "mixup_images")
+    gen = torch.Generator().manual_seed(int(seed))
+    i = torch.randint(0, images.shape[0], (int(n),), generator=gen)
+    j = torch.randint(0, images.shape[0], (int(n),), generator=gen)
+    rng = np.random.default_rng(int(seed))
+    lam = torch.from_numpy(rng.beta(alpha, alpha, size=int(n)).astype(np.float32)).to(images.device)
+    lam = lam.view(-1, 1, 1, 1)
+    return (lam * images[i] + (1 - lam) * images[j]).clamp_(0, 1)
+
+
+def augment_images(images: torch.Tensor, n: int, *, shift: int = 2, flip: bool = True, seed: int = 0) -> torch.Tensor:
+    """``n`` random variants of ``images``: a translation of up to ``shift`` pixels (edge pixels replicated)
+    and a horizontal flip with probability 1/2."""
+    _check_pool(images, "augment_images")
+    gen = torch.Generator().manual_seed(int(seed))
+    idx = torch.randint(0, images.shape[0], (int(n),), generator=gen)
+    out = images[idx].clone()
+    if shift:
+        padded = F.pad(out, (shift, shift, shift, shift), mode="replicate")
+        offs = torch.randint(0, 2 * shift + 1, (int(n), 2), generator=gen)
+        h, w = out.shape[2:]
+        for k in range(int(n)):
+            dy, dx = int(offs[k, 0]), int(offs[k, 1])
+            out[k] = padded[k, :, dy:dy + h, dx:dx + w]
+    if flip:
+        f = torch.rand(int(n), generator=gen) < 0.5
+        out[f] = torch.flip(out[f], dims=(3,))
+    return out
+
+
+def mix_sources(sources: Sequence[torch.Tensor], n: int, *, weights: Optional[Sequence[float]] = None,
+                seed: int = 0) -> torch.Tensor:
+    """``n`` images drawn without replacement (with replacement once a source runs out) from several
+    sources, in proportion to ``weights`` (default: equal shares), shuffled."""
+    if not sources:
+        raise DataError("mix_sources needs at least one image tensor")
+    for s in sources:
+        _check_pool(s, "mix_sources")
+    shapes = {tuple(s.shape[1:]) for s in sources}
+    if len(shapes) > 1:
+        raise DataError(f"mix_sources: the sources have different image shapes {sorted(shapes)}")
+    w = np.asarray(weights if weights is not None else [1.0] * len(sources), dtype=np.float64)
+    if w.shape != (len(sources),) or (w < 0).any() or w.sum() <= 0:
+        raise DataError("mix_sources: weights must be one non-negative number per source, not all zero")
+    counts = np.floor(w / w.sum() * int(n)).astype(int)
+    counts[np.argmax(w)] += int(n) - counts.sum()
+    gen = torch.Generator().manual_seed(int(seed))
+    parts = []
+    for s, c in zip(sources, counts):
+        if c <= 0:
+            continue
+        if c <= s.shape[0]:
+            idx = torch.randperm(s.shape[0], generator=gen)[:c]
+        else:
+            idx = torch.randint(0, s.shape[0], (int(c),), generator=gen)
+        parts.append(s[idx])
+    out = torch.cat(parts)
+    return out[torch.randperm(out.shape[0], generator=gen)]
