@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import IMAGENET_MEAN, IMAGENET_STD, register_model
+from ._registry import register_model
+from .classifier import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["CifarResNet", "ShortcutA", "BasicBlock"]
 

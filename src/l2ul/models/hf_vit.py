@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 from torch import nn
 
 from ..errors import L2ULError
-from . import register_model
+from ._registry import register_model
 
 HF_IMAGE_MEAN = (0.5, 0.5, 0.5)  # ViTImageProcessor defaults
 HF_IMAGE_STD = (0.5, 0.5, 0.5)

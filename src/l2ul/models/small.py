@@ -9,7 +9,7 @@ from typing import Sequence
 
 from torch import nn
 
-from . import register_model
+from ._registry import register_model
 
 
 def _half(kwargs: dict) -> tuple:

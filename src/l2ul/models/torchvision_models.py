@@ -15,7 +15,8 @@ import torchvision
 from torch import nn
 
 from ..errors import L2ULError
-from . import _FAMILIES, IMAGENET_MEAN, IMAGENET_STD, ModelSpec, register_model
+from ._registry import _FAMILIES, ModelSpec, register_model
+from .classifier import IMAGENET_MEAN, IMAGENET_STD
 
 
 def classification_models() -> List[str]:
