@@ -17,6 +17,7 @@ needed), the model runs in eval mode, and all instances are attacked together in
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -159,3 +160,27 @@ def generate_adversarial_set(model: nn.Module, images: torch.Tensor, labels: tor
                 progress(min(start + batch_size, x_all.shape[0]))
     adv = torch.cat(out) if out else x_all.clone()
     return AdversarialSet(images=adv, labels=targets, source=source)
+
+
+def make_adversarial_set(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                         config, *, generator: Optional[torch.Generator] = None,
+                         progress: bool = False) -> AdversarialSet:
+    """The adversarial set :func:`l2ul.unlearn` generates for ``config`` (an :class:`l2ul.UnlearnConfig`:
+    targets, PGD settings, batch size), timed (``.seconds``). With ``generator=None`` it is seeded with
+    ``config.seed`` exactly as the engine seeds it, so passing the result as ``adversarial=`` reproduces the
+    run that would generate its own."""
+    from ._progress import progress_bar
+
+    gen = generator if generator is not None else torch.Generator().manual_seed(config.seed)
+    bar = progress_bar(progress, images.shape[0] * config.adv_per_instance, "adversarial examples")
+    t0 = time.perf_counter()
+    adv = generate_adversarial_set(
+        model, images, labels, num_classes, per_instance=config.adv_per_instance, eps=config.pgd_eps,
+        alpha=config.pgd_alpha, steps=config.pgd_steps, batch_size=config.pgd_batch_size, generator=gen,
+        progress=(lambda n: bar.update(n - bar.n)) if bar else None)
+    if images.device.type == "cuda":
+        torch.cuda.synchronize(images.device)
+    adv.seconds = time.perf_counter() - t0
+    if bar:
+        bar.close()
+    return adv

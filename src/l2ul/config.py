@@ -7,14 +7,82 @@ SGD lr 1e-3, momentum 0.9, weight decay 1e-4; targeted L2 PGD with eps 4.0, step
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import ConfigError
 
 BN_MODES = ("freeze", "train")
 FORGET_LOSSES = ("ascent", "nearest")
 TASKS = ("misclassify", "relabel")
+
+
+def _field(default: Any, group: str, help: str, *, minimum: Optional[float] = None, exclusive: bool = False,
+           maximum: Optional[float] = None, choices: Optional[Tuple[str, ...]] = None, kind: Optional[type] = None, nullable: bool = False,
+           flag: bool = True) -> Any:
+    """A config field with its single source of truth: ``help`` (CLI help and docs), ``group`` (CLI option
+    group), ``choices`` or a lower bound ``minimum`` (``exclusive``: strictly greater), ``nullable`` (``None``
+    allowed) and ``flag`` (whether commands expose it as ``--<name>``). Validation, the CLI flags of every
+    command and the invalid-value tests are generated from it."""
+    meta = {"group": group, "help": help, "minimum": minimum, "exclusive": exclusive, "maximum": maximum,
+            "choices": choices,
+            "kind": kind or type(default), "nullable": nullable, "flag": flag}
+    return field(default=default, metadata=meta)
+
+
+def check_value(f: dataclasses.Field, v: Any) -> None:
+    """Raise :class:`ConfigError` unless ``v`` satisfies field ``f``'s declared constraints."""
+    m = f.metadata
+    if v is None and m["nullable"]:
+        return
+    kind = m["kind"]
+    if kind is float:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        what = "a finite number"
+    elif kind is int:
+        ok = isinstance(v, int) and not isinstance(v, bool)
+        what = "an integer"
+    else:
+        ok = isinstance(v, kind)
+        what = f"a {kind.__name__}"
+    if m["choices"] is not None:
+        if v not in m["choices"]:
+            raise ConfigError(f"{f.name} must be one of {m['choices']}, got {v!r}", field=f.name)
+        return
+    if not ok:
+        raise ConfigError(f"{f.name} must be {what}, got {v!r}", field=f.name)
+    lo = m["minimum"]
+    if lo is not None and (v <= lo if m["exclusive"] else v < lo):
+        if m["exclusive"] and lo == 0:
+            raise ConfigError(f"{f.name} must be a positive number, got {v!r}", field=f.name)
+        raise ConfigError(f"{f.name} must be {'>' if m['exclusive'] else '>='} {lo:g}, got {v!r}", field=f.name)
+    hi = m["maximum"]
+    if hi is not None and v > hi:
+        raise ConfigError(f"{f.name} must be <= {hi:g}, got {v!r}", field=f.name)
+
+
+def config_fields() -> Tuple[dataclasses.Field, ...]:
+    """The fields of :class:`UnlearnConfig` with their metadata (see :func:`_field`)."""
+    return fields(UnlearnConfig)
+
+
+def invalid_values(f: dataclasses.Field) -> List[Any]:
+    """Values field ``f`` must refuse, derived from its constraints (for the common tests)."""
+    m = f.metadata
+    bad: List[Any] = ["not-a-value" if m["choices"] is not None else object()]
+    if not m["nullable"]:
+        bad.append(None)
+    if m["choices"] is not None:
+        return bad + [m["choices"][0].upper() + "x"]
+    if m["kind"] in (int, float):
+        bad += [True, float("nan")] if m["kind"] is float else [True, 1.5]
+        if m["minimum"] is not None:
+            lo = m["minimum"]
+            bad.append(lo if m["exclusive"] else (lo - 1 if m["kind"] is int else lo - 0.5))
+        if m["maximum"] is not None:
+            bad.append(int(m["maximum"]) + 1 if m["kind"] is int else m["maximum"] * 2)
+    return bad
 
 
 @dataclass
@@ -61,55 +129,46 @@ class UnlearnConfig:
         eval_batch_size: batch size for the stopping check and predictions.
     """
 
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    max_steps: int = 1000
+    lr: float = _field(1e-3, "optimisation", "SGD learning rate", minimum=0, exclusive=True)
+    momentum: float = _field(0.9, "optimisation", "SGD momentum", minimum=0)
+    weight_decay: float = _field(1e-4, "optimisation", "SGD weight decay", minimum=0)
+    max_steps: int = _field(1000, "optimisation", "step budget of the forgetting phase", minimum=1)
 
-    pgd_eps: float = 4.0
-    pgd_alpha: float = 0.1
-    pgd_steps: int = 100
-    adv_per_instance: int = 20
-    pgd_batch_size: int = 512
+    pgd_eps: float = _field(4.0, "adversarial examples",
+                            "L2 radius of adversarial perturbations (pixels in [0, 1])", minimum=0, exclusive=True)
+    pgd_alpha: float = _field(0.1, "adversarial examples", "L2 length of each PGD step", minimum=0, exclusive=True)
+    pgd_steps: int = _field(100, "adversarial examples", "PGD iterations", minimum=0)
+    adv_per_instance: int = _field(20, "adversarial examples", "adversarial examples per forget instance",
+                                   minimum=1)
+    pgd_batch_size: int = _field(512, "adversarial examples", "images attacked at once (speed only)", minimum=1)
 
-    reg_lambda: float = 1.0
+    reg_lambda: float = _field(1.0, "weight importance", "weight of the MAS anchor", minimum=0)
 
-    adv_batch_size: int = 256
-    forget_batch_size: int = 32
-    retain_batch_size: int = 256
+    adv_batch_size: int = _field(256, "batches", "adversarial examples per step", minimum=1)
+    forget_batch_size: int = _field(32, "batches", "forget instances per step", minimum=1)
+    retain_batch_size: int = _field(256, "batches", "remaining-data examples per step (oracle)", minimum=1)
 
-    bn: str = "train"
-    forget_loss: str = "ascent"
-    seed: int = 0
-    device: Optional[str] = None
-    eval_batch_size: int = 1024
+    bn: str = _field("train", "batch norm",
+                     "batch norm during unlearning: train (the original code) or freeze (running statistics "
+                     "fixed)", choices=BN_MODES)
+    forget_loss: str = _field("ascent", "forget term",
+                              "misclassify task: ascent on the label's cross-entropy (the paper) or descent "
+                              "toward the nearest wrong class (pair with bn=freeze; BENCHMARKS.md)",
+                              choices=FORGET_LOSSES)
+    seed: int = _field(0, "other", "seed of targets, PGD starts and batch order", minimum=0,
+                    maximum=2**63 - 1, flag=False)
+    device: Optional[str] = _field(None, "other", "cpu, cuda, cuda:N or mps (default: automatic)", kind=str,
+                                   nullable=True)
+    eval_batch_size: int = _field(1024, "other", "batch size of the stopping check and predictions", minimum=1)
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> "UnlearnConfig":
-        positive = ("lr", "pgd_alpha", "pgd_eps")
-        for name in positive:
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v > 0):
-                raise ConfigError(f"{name} must be a positive number, got {v!r}")
-        for name in ("max_steps", "pgd_batch_size", "adv_batch_size", "forget_batch_size",
-                     "retain_batch_size", "eval_batch_size", "adv_per_instance"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and v >= 1):
-                raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
-        if not (isinstance(self.pgd_steps, int) and self.pgd_steps >= 0):
-            raise ConfigError(f"pgd_steps must be an integer >= 0, got {self.pgd_steps!r}")
-        for name in ("momentum", "weight_decay", "reg_lambda"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v >= 0):
-                raise ConfigError(f"{name} must be a number >= 0, got {v!r}")
-        if self.bn not in BN_MODES:
-            raise ConfigError(f"bn must be one of {BN_MODES}, got {self.bn!r}")
-        if self.forget_loss not in FORGET_LOSSES:
-            raise ConfigError(f"forget_loss must be one of {FORGET_LOSSES}, got {self.forget_loss!r}")
-        if not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        """Check every field against its declared constraints (type, bounds, choices); raise
+        :class:`ConfigError` naming the field."""
+        for f in fields(self):
+            check_value(f, getattr(self, f.name))
         return self
 
     def replace(self, **changes: Any) -> "UnlearnConfig":

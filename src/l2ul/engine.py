@@ -1,30 +1,32 @@
 """The unlearning engine: :func:`unlearn` runs one deletion request on a classifier.
 
-Phases, each timed: (1) adversarial examples of the forget set on the original model (``adv``, ``l2ul``),
-(2) MAS importance on the forget set (``l2ul``), (3) optimisation. After every optimisation step the whole
-forget set is checked in eval mode; the run stops as soon as the task is done (``misclassify``: no forget
-instance predicted as its label; ``relabel``: every instance predicted as its target) or when
-``max_steps`` is spent. A non-finite loss or output stops the run as ``diverged``. Nothing reports success
-it did not reach: see :attr:`UnlearnResult.status`.
+The engine owns the run; the method (:mod:`l2ul.methods`) owns what it needs and its losses. Steps, each
+timed: validate the request and copy the model; prepare the method's declared ingredients on the original
+model (e.g. adversarial examples, MAS importance; :mod:`l2ul.methods.ingredients`), in order, each timed
+under its name; ``method.setup``; then the method's phases (:class:`l2ul.methods.Phase`). After every step
+the whole forget set is checked in eval mode. A ``forget`` phase stops as soon as the task is done
+(``misclassify``: no forget instance predicted as its label; ``relabel``: every instance predicted as its
+target) or when its step budget is spent; a ``repair`` phase runs only after the task is done, stops on its
+own criterion or budget, and never returns a model for which the task does not hold. A non-finite loss or
+output stops the run as ``diverged``. Nothing reports success it did not reach: see
+:attr:`UnlearnResult.status`.
 """
 from __future__ import annotations
 
 import copy
-import itertools
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .attacks import AdversarialSet, frozen_eval, generate_adversarial_set
+from ._progress import progress_bar
+from .attacks import AdversarialSet, frozen_eval, make_adversarial_set
 from .config import TASKS, UnlearnConfig
 from .errors import ConfigError, RequestError
-from .importance import ImportanceWeights, mas_importance, normalize_importance
-from .methods import MethodContext, StepBatch, UnlearningMethod, get_method
+from .methods import MethodContext, Phase, UnlearningMethod, get_method
+from .methods import ingredients as _ingredients
 
 
 def resolve_device(device: Optional[Union[str, torch.device]] = None) -> torch.device:
@@ -62,14 +64,24 @@ class UnlearnResult:
     forget_history: List[float] = field(default_factory=list)
     message: str = ""
     device: str = "cpu"
-    adversarial: Optional[AdversarialSet] = field(default=None, repr=False)
-    importance: Optional[Dict[str, torch.Tensor]] = field(default=None, repr=False)
+    #: the prepared ingredients by name (pass them as ``ingredients=`` to reuse them on the same request)
+    ingredients: Dict[str, Any] = field(default_factory=dict, repr=False)
+    #: one entry per phase that ran: name, kind, steps, seconds, status, message
+    phases: List[Dict[str, Any]] = field(default_factory=list)
     adversarial_success: Optional[float] = None
     #: ``bn="train"`` only (else ``None``): the task score (forget accuracy for ``misclassify``, target
     #: accuracy for ``relabel``) of the unlearned weights evaluated with the *original* model's batch-norm
     #: running statistics. If the request no longer holds with them, the forgetting lives in the running
     #: statistics that the training-mode passes drifted, not in the weights (see README, Known limitations).
     score_with_original_bn_stats: Optional[float] = None
+
+    @property
+    def adversarial(self) -> Optional[AdversarialSet]:
+        return self.ingredients.get("adversarial")
+
+    @property
+    def importance(self) -> Optional[Dict[str, torch.Tensor]]:
+        return self.ingredients.get("importance")
 
     @property
     def holds_with_original_bn_stats(self) -> Optional[bool]:
@@ -108,7 +120,7 @@ class UnlearnResult:
             "adversarial_success": self.adversarial_success,
             "score_with_original_bn_stats": self.score_with_original_bn_stats,
             "holds_with_original_bn_stats": self.holds_with_original_bn_stats,
-            "forget_history": self.forget_history,
+            "forget_history": self.forget_history, "phases": self.phases,
         }
 
     def summary(self) -> str:
@@ -130,11 +142,22 @@ class UnlearnResult:
                 f"{100 * self.forget_accuracy:.1f}%"
                 + (f", on target {100 * self.target_accuracy:.1f}%" if self.targets is not None else "")
                 + f"; time adversarial {t.get('adversarial', 0):.1f}s, importance {t.get('importance', 0):.1f}s, "
-                  f"optimisation {t.get('optimization', 0):.1f}s" + warn)
+                  f"optimisation {t.get('optimization', 0):.1f}s"
+                + "".join(f", {name} {sec:.1f}s" for name, sec in t.items()
+                          if name not in ("adversarial", "importance", "optimization"))
+                + warn)
+
+
 
 
 # --------------------------------------------------------------------------------------------------------
 # helpers
+
+#: Revision of the optimisation loop's behaviour. Benchmarks hash it into their settings so that results of
+#: different revisions are never mixed in one table or resumed into each other.
+#: 1: train-mode BN forwarded the forget batch first. 2: the auxiliary batch first, as the original code.
+ENGINE_REVISION = 2
+
 
 def _as_tensors(images, labels, name: str) -> Tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(images, torch.Tensor):
@@ -146,7 +169,7 @@ def _as_tensors(images, labels, name: str) -> Tuple[torch.Tensor, torch.Tensor]:
     if not images.is_floating_point():
         raise RequestError(f"{name} images must be float in [0, 1] (got {images.dtype}); divide uint8 by 255")
     lo, hi = float(images.min()), float(images.max())
-    if lo < -1e-6 or hi > 1 + 1e-6:
+    if not (lo >= -1e-6 and hi <= 1 + 1e-6):   # (also false for NaN)
         raise RequestError(f"{name} images must lie in [0, 1] (got [{lo:.3g}, {hi:.3g}]); l2ul models "
                            "normalise inside the model, so pass unnormalised pixels")
     labels = torch.as_tensor(labels)
@@ -158,62 +181,39 @@ def _as_tensors(images, labels, name: str) -> Tuple[torch.Tensor, torch.Tensor]:
     return images.float(), labels.long()
 
 
-def _cycle_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Index batches over ``range(n)``, reshuffled every pass, forever."""
-    while True:
-        perm = torch.randperm(n, generator=generator)
-        for s in range(0, n, batch_size):
-            yield perm[s:s + batch_size]
+def _relabel_targets(task: str, targets, y_f: torch.Tensor, num_classes: int) -> Optional[torch.Tensor]:
+    if task != "relabel":
+        if targets is not None:
+            raise RequestError("targets are only used with task='relabel'")
+        return None
+    if targets is None:
+        raise RequestError("task 'relabel' needs targets: one target label per forget instance")
+    t_f = torch.as_tensor(targets).long().to(y_f.device)
+    if t_f.shape != y_f.shape:
+        raise RequestError(f"got {t_f.numel()} relabel targets for {y_f.numel()} forget instances")
+    if int(t_f.min()) < 0 or int(t_f.max()) >= num_classes:
+        raise RequestError(f"relabel targets must lie in [0, {num_classes - 1}]")
+    same = (t_f == y_f).nonzero().flatten().tolist()
+    if same:
+        raise RequestError(f"relabel target equals the current label for forget position(s) {same}; "
+                           "a target must differ from the instance's label")
+    return t_f
 
 
-def _cycle_loader(loader) -> Iterator:
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise RequestError("the retain data is empty")
+_DATA_WORDS = {"retain": "the remaining training data"}
 
 
-def _make_retain_iter(retain, batch_size: int, generator: torch.Generator) -> Iterator:
-    from torch.utils.data import DataLoader, Dataset, TensorDataset
-
-    if isinstance(retain, (tuple, list)) and len(retain) == 2 and isinstance(retain[0], torch.Tensor):
-        retain = TensorDataset(retain[0], torch.as_tensor(retain[1]))
-    if isinstance(retain, Dataset):
-        if len(retain) == 0:
-            raise RequestError("the retain data is empty")
-        retain = DataLoader(retain, batch_size=batch_size, shuffle=True, generator=generator, drop_last=False)
-    if not isinstance(retain, DataLoader):
-        raise RequestError("retain must be a Dataset, a DataLoader or a tuple (images, labels)")
-    return _cycle_loader(retain)
-
-
-#: Revision of the optimisation loop's behaviour. Benchmarks hash it into their settings so that results of
-#: different revisions are never mixed in one table or resumed into each other.
-#: 1: train-mode BN forwarded the forget batch first. 2: the auxiliary batch first, as the original code.
-ENGINE_REVISION = 2
-
-
-def _bn_forward(bn_mode: str):
-    """Forward of the forget and auxiliary batches. Frozen BN: one pass over the concatenation (identical
-    to two passes in eval mode, and faster). Train-mode BN: two separate passes, as the original code does,
-    so each batch is normalised with its own statistics, and in the original's order: auxiliary batch
-    first, forget batch last. The order matters because each pass also updates the running statistics the
-    evaluated model uses; on the parity forget set the forget-first order cost adv 1.7 and l2ul 2.0 points
-    of D_r (BENCHMARKS.md, section 1)."""
-
-    def forward(model, xf, xa):
-        if xa is None:
-            return model(xf), None
-        if bn_mode == "freeze":
-            out = model(torch.cat([xf, xa]))
-            return out[: xf.shape[0]], out[xf.shape[0]:]
-        logits_a = model(xa)
-        return model(xf), logits_a
-
-    return forward
+def _check_data(m: UnlearningMethod, data: Dict[str, Any]) -> None:
+    """Every data name the method declares is given, and nothing else."""
+    for name in m.data:
+        if data.get(name) is None:
+            what = _DATA_WORDS.get(name, f"{name!r} data")
+            raise ConfigError(f"method {m.name!r} needs {what}: pass {name}=... (for retain: (images, labels) or "
+                              "a Dataset); the methods that do not declare it use only the forget set")
+    extra = sorted(n for n, v in data.items() if v is not None and n not in m.data)
+    if extra:
+        uses = ("only the forget set" if not m.data else "only " + ", ".join(m.data))
+        raise ConfigError(f"method {m.name!r} uses {uses}; do not pass {' or '.join(extra)} data")
 
 
 def _running_stats(model: nn.Module) -> Dict[str, torch.Tensor]:
@@ -229,46 +229,126 @@ def _load_running_stats(model: nn.Module, stats: Dict[str, torch.Tensor]) -> Non
             buffers[n].copy_(t)
 
 
-def _set_train_mode(model: nn.Module, bn_mode: str) -> None:
-    """Eval mode everywhere for ``freeze`` (BN uses running stats and never updates them; dropout off);
-    train mode for ``train`` (the original code's behaviour)."""
-    model.train(bn_mode == "train")
+class _Checker:
+    """The task check on the whole forget set, in eval mode: ``(done, score, finite, preds)``; ``score`` is
+    the forget accuracy for ``misclassify`` (0 is done) and the target accuracy for ``relabel`` (1 is done)."""
+
+    def __init__(self, model: nn.Module, ctx: MethodContext):
+        self.model, self.ctx = model, ctx
+
+    def __call__(self) -> Tuple[bool, float, bool, torch.Tensor]:
+        with torch.no_grad():
+            was = self.model.training
+            self.model.eval()
+            logits = self.model(self.ctx.x_forget)
+            self.model.train(was)
+        finite = bool(torch.isfinite(logits).all())
+        preds = logits.argmax(1)
+        if self.ctx.task == "misclassify":
+            score = float((preds == self.ctx.y_forget).float().mean())
+            return score == 0.0, score, finite, preds
+        score = float((preds == self.ctx.targets).float().mean())
+        return score == 1.0, score, finite, preds
+
+    def left(self, score: float) -> str:
+        k = self.ctx.x_forget.shape[0]
+        if self.ctx.task == "misclassify":
+            return f"{round(score * k)} of {k} forget instances still predicted as their label"
+        return f"{round((1 - score) * k)} of {k} not yet on their target"
 
 
-def _progress_bar(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
+@dataclass
+class _PhaseRun:
+    status: Optional[str] = None
+    message: str = ""
+    steps: int = 0
 
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
 
-
-def make_adversarial_set(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                         config: UnlearnConfig, *, generator: Optional[torch.Generator] = None,
-                         progress: bool = False) -> AdversarialSet:
-    """The adversarial set :func:`unlearn` generates for ``config`` (targets, PGD settings, batch size), timed
-    (``.seconds``). With ``generator=None`` it is seeded with ``config.seed`` exactly as :func:`unlearn`
-    seeds it, so passing the result as ``adversarial=`` reproduces the run that would generate its own."""
-    gen = generator if generator is not None else torch.Generator().manual_seed(config.seed)
-    bar = _progress_bar(progress, images.shape[0] * config.adv_per_instance, "adversarial examples")
-    t0 = time.perf_counter()
-    adv = generate_adversarial_set(
-        model, images, labels, num_classes, per_instance=config.adv_per_instance, eps=config.pgd_eps,
-        alpha=config.pgd_alpha, steps=config.pgd_steps, batch_size=config.pgd_batch_size, generator=gen,
-        progress=(lambda n: bar.update(n - bar.n)) if bar else None)
-    if images.device.type == "cuda":
-        torch.cuda.synchronize(images.device)
-    adv.seconds = time.perf_counter() - t0
+def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checker, score: float,
+               history: List[float], callback, progress: bool, method_name: str) -> _PhaseRun:
+    """The optimisation loop of one phase (see :class:`l2ul.methods.Phase` for the two kinds)."""
+    params = [p for p in work.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("the model has no trainable parameters")
+    opt = phase.make_optimizer(params)
+    repair = phase.kind == "repair"
+    last_good = copy.deepcopy(work.state_dict()) if repair else None
+    run = _PhaseRun()
+    label = method_name if phase.name == "optimization" else f"{method_name}: {phase.name}"
+    bar = progress_bar(progress, phase.max_steps, f"unlearning ({label})")
+    while run.status is None:
+        if run.steps >= phase.max_steps:
+            run.status = "budget_exhausted" if not repair else "converged"
+            run.message = (f"step budget ({phase.max_steps}) spent before the task was done: {check.left(score)}"
+                           if not repair else f"repair budget ({phase.max_steps} steps) spent")
+            break
+        work.train(phase.bn == "train")
+        opt.zero_grad(set_to_none=True)
+        loss = phase.loss(work, ctx)
+        if not torch.isfinite(loss):
+            run.status, run.message = "diverged", f"non-finite loss ({float(loss)}) at step {run.steps + 1}"
+            break
+        loss.backward()
+        opt.step()
+        run.steps += 1
+        done, score, finite, _ = check()
+        history.append(score)
+        if callback is not None:
+            callback(len(history), score)
+        if bar:
+            bar.update(1)
+            bar.set_postfix(forget=f"{score:.3f}")
+        if not finite:
+            run.status, run.message = "diverged", f"non-finite model outputs after step {run.steps}"
+        elif not repair and done:
+            run.status = "converged"
+            run.message = (f"no forget instance is predicted as its label after {run.steps} steps"
+                           if ctx.task == "misclassify"
+                           else f"every forget instance is predicted as its target after {run.steps} steps")
+        elif repair and done:
+            last_good = copy.deepcopy(work.state_dict())
+            if phase.should_stop is not None and phase.should_stop(run.steps, ctx):
+                run.status, run.message = "converged", f"repair stopped by its criterion after {run.steps} steps"
     if bar:
         bar.close()
-    return adv
+    if repair and (run.status == "diverged" or not check()[0]):
+        # the task must hold at the end of a repair: return to the last step where it did
+        work.load_state_dict(last_good)
+        run.message += "; the task did not hold at the last step: rolled back to the last step where it held"
+        run.status = "converged" if run.status != "diverged" else "rolled_back"
+    elif run.status == "diverged":
+        run.message += "; the model is unusable"
+    return run
+
+
+def _prepare(m: UnlearningMethod, ctx: MethodContext, given: Dict[str, Any], timings: Dict[str, float]) -> None:
+    for name in m.ingredients:
+        value = _ingredients.prepare(name, ctx, given.get(name))
+        ctx.ingredients[name] = value
+        timings[name] = _ingredients.seconds_of(value)
+    m.setup(ctx)
+
+
+def _make_context(m: UnlearningMethod, work: nn.Module, x_f, y_f, task: str, targets, cfg: UnlearnConfig,
+                  device: torch.device, data: Dict[str, Any], progress: bool) -> MethodContext:
+    with frozen_eval(work), torch.no_grad():
+        logits0 = work(x_f)
+    num_classes = logits0.shape[1]
+    if int(y_f.min()) < 0 or int(y_f.max()) >= num_classes:
+        raise RequestError(f"forget labels must lie in [0, {num_classes - 1}] for this {num_classes}-class model")
+    t_f = _relabel_targets(task, targets, y_f, num_classes)
+    return MethodContext(task=task, config=cfg, model=work, x_forget=x_f, y_forget=y_f, targets=t_f,
+                         device=device, generator=torch.Generator().manual_seed(cfg.seed), num_classes=num_classes,
+                         logits_before=logits0, data={n: v for n, v in data.items() if v is not None},
+                         progress=progress)
 
 
 # --------------------------------------------------------------------------------------------------------
 
 def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, method: Union[str, UnlearningMethod] = "l2ul",
             task: str = "misclassify", targets=None, config: Optional[UnlearnConfig] = None, retain=None,
-            inplace: bool = False, progress: bool = False, adversarial: Optional[AdversarialSet] = None,
+            data: Optional[Dict[str, Any]] = None, inplace: bool = False, progress: bool = False,
+            ingredients: Optional[Dict[str, Any]] = None, adversarial: Optional[AdversarialSet] = None,
             importance: Optional[Dict[str, torch.Tensor]] = None,
             callback: Optional[Callable[[int, float], None]] = None) -> UnlearnResult:
     """Make ``model`` forget the instances ``forget_images`` (float [k, C, H, W] in [0, 1]) with labels
@@ -276,17 +356,19 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
 
     Parameters
     ----------
-    method: ``"neggrad"``, ``"adv"``, ``"l2ul"`` (default) or ``"oracle"`` (see :func:`l2ul.list_methods`).
+    method: a registered method name (see :func:`l2ul.list_methods`) or an :class:`UnlearningMethod`.
     task: ``"misclassify"`` (each instance leaves its label) or ``"relabel"`` (each instance is predicted as
         its entry in ``targets``).
     config: :class:`UnlearnConfig`; default is the paper's CIFAR-10 recipe.
-    retain: remaining training data (Dataset, DataLoader or ``(images, labels)``), required by ``oracle``
-        and refused by the others, which use only the forget set.
+    data: the data the method declares it needs, by name (``method.data``), e.g. ``{"retain": ...}``;
+        any other is refused. ``retain=`` is short for ``data={"retain": retain}`` (the remaining training
+        data, a Dataset, DataLoader or ``(images, labels)``; ``oracle`` only).
     inplace: update ``model`` itself; by default a deep copy is unlearned and ``model`` is left untouched.
-    adversarial, importance: precomputed ingredients from an earlier result of the *same* original model and
-        forget set (``result.adversarial``, ``result.importance``), e.g. to compare ``adv`` and ``l2ul``
-        on identical adversarial examples; their generation time is carried over into ``timings``.
-    callback: called as ``callback(step, forget_score)`` after every step.
+    ingredients: precomputed ingredients from an earlier result of the *same* original model, forget set and
+        config (``result.ingredients``), e.g. to compare ``adv`` and ``l2ul`` on identical adversarial
+        examples; their preparation time is carried over into ``timings``. Ingredients the method does not
+        declare are ignored. ``adversarial=`` and ``importance=`` are short for those two entries.
+    callback: called as ``callback(step, forget_score)`` after every step (steps counted over all phases).
 
     Returns an :class:`UnlearnResult`; ``result.model`` is the unlearned model (in eval mode).
     """
@@ -295,147 +377,48 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
     if task not in TASKS:
         raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
     x_f, y_f = _as_tensors(forget_images, forget_labels, "forget")
-    if m.uses_retain and retain is None:
-        raise ConfigError(f"method {m.name!r} needs the remaining training data: pass retain=(images, labels) "
-                          "or a Dataset (the other methods use only the forget set)")
-    if not m.uses_retain and retain is not None:
-        raise ConfigError(f"method {m.name!r} uses only the forget set; do not pass retain data")
+    data = {**(data or {}), **({"retain": retain} if retain is not None else {})}
+    _check_data(m, data)
+    given = {**(ingredients or {}), **{n: v for n, v in (("adversarial", adversarial), ("importance", importance))
+                                       if v is not None}}
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
 
     work = model if inplace else copy.deepcopy(model)
     work.to(device)
-    x_f, y_f = x_f.to(device), y_f.to(device)
-
-    with frozen_eval(work), torch.no_grad():
-        logits0 = work(x_f)
-    num_classes = logits0.shape[1]
-    if int(y_f.min()) < 0 or int(y_f.max()) >= num_classes:
-        raise RequestError(f"forget labels must lie in [0, {num_classes - 1}] for this {num_classes}-class model")
-    preds_before = logits0.argmax(1)
-
-    t_f = None
-    if task == "relabel":
-        if targets is None:
-            raise RequestError("task 'relabel' needs targets: one target label per forget instance")
-        t_f = torch.as_tensor(targets).long().to(device)
-        if t_f.shape != y_f.shape:
-            raise RequestError(f"got {t_f.numel()} relabel targets for {y_f.numel()} forget instances")
-        if int(t_f.min()) < 0 or int(t_f.max()) >= num_classes:
-            raise RequestError(f"relabel targets must lie in [0, {num_classes - 1}]")
-        same = (t_f == y_f).nonzero().flatten().tolist()
-        if same:
-            raise RequestError(f"relabel target equals the current label for forget position(s) {same}; "
-                               "a target must differ from the instance's label")
-    elif targets is not None:
-        raise RequestError("targets are only used with task='relabel'")
-
-    k = x_f.shape[0]
+    ctx = _make_context(m, work, x_f.to(device), y_f.to(device), task, targets, cfg, device, data, progress)
     timings = {"adversarial": 0.0, "importance": 0.0, "optimization": 0.0}
+    _prepare(m, ctx, given, timings)
+    adv = ctx.ingredients.get("adversarial")
+    adv_success = adv.success_rate(work, cfg.eval_batch_size) if adv is not None else None
+    return _optimise(m, work, ctx, timings, adv_success, callback, progress)
 
-    # Phase 1: adversarial examples on the original model.
-    adv_set = None
-    if m.uses_adversarial:
-        if adversarial is not None:
-            adv_set = adversarial
-            if int(adv_set.source.max()) >= k:
-                raise RequestError("the precomputed adversarial set does not belong to this forget set")
-            adv_set = AdversarialSet(adv_set.images.to(device), adv_set.labels.to(device),
-                                     adv_set.source.to(device), adv_set.seconds)
-        else:
-            adv_set = make_adversarial_set(work, x_f, y_f, num_classes, cfg, generator=gen, progress=progress)
-        timings["adversarial"] = adv_set.seconds
-    adv_success = adv_set.success_rate(work, cfg.eval_batch_size) if adv_set is not None else None
 
-    # Phase 2: importance on the original model.
-    ctx = MethodContext(task=task, config=cfg)
-    if m.uses_importance:
-        if importance is not None:
-            weights = ImportanceWeights({n: w.to(device) for n, w in importance.items()})
-            weights.seconds = float(getattr(importance, "seconds", 0.0))
-        else:
-            t0 = time.perf_counter()
-            weights = normalize_importance(mas_importance(work, x_f))
-            weights.seconds = time.perf_counter() - t0
-        timings["importance"] = weights.seconds
-        ctx.importance = weights
-        ctx.anchor = {n: p.detach().clone() for n, p in work.named_parameters() if n in weights}
-
-    # Phase 3: optimisation.
-    y_forget_term = t_f if task == "relabel" else y_f
-    params = [p for p in work.parameters() if p.requires_grad]
-    if not params:
-        raise ConfigError("the model has no trainable parameters")
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    forward = _bn_forward(cfg.bn)
-    forget_batches = _cycle_batches(k, cfg.forget_batch_size, gen)
-    if adv_set is not None:
-        aux_batches = ((adv_set.images[i], adv_set.labels[i])
-                       for i in _cycle_batches(len(adv_set), cfg.adv_batch_size, gen))
-    elif m.uses_retain:
-        aux_batches = ((xb.to(device), torch.as_tensor(yb).long().to(device))
-                       for xb, yb in _make_retain_iter(retain, cfg.retain_batch_size, gen))
-    else:
-        aux_batches = itertools.repeat((None, None))
-
-    def check() -> Tuple[bool, float, bool, torch.Tensor]:
-        with torch.no_grad():
-            was = work.training
-            work.eval()
-            logits = work(x_f)
-            work.train(was)
-        finite = bool(torch.isfinite(logits).all())
-        preds = logits.argmax(1)
-        if task == "misclassify":
-            score = float((preds == y_f).float().mean())       # forget accuracy: 0 is done
-            done = score == 0.0
-        else:
-            score = float((preds == t_f).float().mean())       # target accuracy: 1 is done
-            done = score == 1.0
-        return done, score, finite, preds
-
-    bn_stats = _running_stats(work) if cfg.bn == "train" else {}
+def _optimise(m: UnlearningMethod, work: nn.Module, ctx: MethodContext, timings: Dict[str, float],
+              adv_success, callback, progress: bool) -> UnlearnResult:
+    """Run the method's phases on ``work`` and build the result."""
+    phases = m.phases(ctx)
+    check = _Checker(work, ctx)
+    bn_stats = _running_stats(work) if any(p.bn == "train" for p in phases) else {}
     history: List[float] = []
     done, score, finite, preds = check()
     status, message, steps = ("converged", "the request already holds for the original model", 0) if done else (None, "", 0)
-    bar = _progress_bar(progress and not done, cfg.max_steps, f"unlearning ({m.name})")
-    t0 = time.perf_counter()
-    while status is None:
-        if steps >= cfg.max_steps:
-            status = "budget_exhausted"
-            message = (f"step budget ({cfg.max_steps}) spent before the task was done: "
-                       + (f"{round(score * k)} of {k} forget instances still predicted as their label"
-                          if task == "misclassify" else f"{round((1 - score) * k)} of {k} not yet on their target"))
-            break
-        _set_train_mode(work, cfg.bn)
-        idx = next(forget_batches).to(device)
-        xa, ya = next(aux_batches)
-        batch = StepBatch(x_f[idx], y_forget_term[idx], xa, ya)
-        opt.zero_grad(set_to_none=True)
-        loss = m.loss(work, batch, ctx, forward)
-        if not torch.isfinite(loss):
-            status, message = "diverged", f"non-finite loss ({float(loss)}) at step {steps + 1}; the model is unusable"
-            break
-        loss.backward()
-        opt.step()
-        steps += 1
-        done, score, finite, preds = check()
-        history.append(score)
-        if callback is not None:
-            callback(steps, score)
-        if bar:
-            bar.update(1)
-            bar.set_postfix(forget=f"{score:.3f}")
-        if not finite:
-            status, message = "diverged", f"non-finite model outputs after step {steps}; the model is unusable"
-        elif done:
-            status = "converged"
-            message = (f"no forget instance is predicted as its label after {steps} steps" if task == "misclassify"
-                       else f"every forget instance is predicted as its target after {steps} steps")
-    timings["optimization"] = time.perf_counter() - t0
-    if bar:
-        bar.close()
+    phase_log: List[Dict[str, Any]] = []
+    for phase in phases:
+        # a forget phase runs while the task is not done; a repair phase only after steps that did it
+        if not (status is None if phase.kind == "forget" else (status == "converged" and steps > 0)):
+            continue
+        t0 = time.perf_counter()
+        run = _run_phase(phase, work, ctx, check, score, history, callback, progress, m.name)
+        timings[phase.name] = timings.get(phase.name, 0.0) + time.perf_counter() - t0
+        phase_log.append({"name": phase.name, "kind": phase.kind, "steps": run.steps,
+                          "seconds": timings[phase.name], "status": run.status, "message": run.message})
+        steps += run.steps
+        score = history[-1] if history else score
+        if phase.kind == "forget":
+            status, message = run.status, run.message
+        else:
+            message = f"{message}; {phase.name}: {run.message}"
     work.eval()
     score_original_bn = None
     if status != "diverged":
@@ -445,10 +428,25 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
             _load_running_stats(work, bn_stats)
             score_original_bn = check()[1]
             _load_running_stats(work, current)
-
+    cfg = ctx.config
     return UnlearnResult(
-        model=work, method=m.name, task=task, status=status, steps=steps, timings=timings, config=cfg,
-        labels=y_f.tolist(), targets=t_f.tolist() if t_f is not None else None,
-        preds_before=preds_before.tolist(), preds_after=preds.tolist(), forget_history=history,
-        message=message, device=str(device), adversarial=adv_set, importance=ctx.importance,
+        model=work, method=m.name, task=ctx.task, status=status, steps=steps, timings=timings, config=cfg,
+        labels=ctx.y_forget.tolist(), targets=ctx.targets.tolist() if ctx.targets is not None else None,
+        preds_before=ctx.logits_before.argmax(1).tolist(), preds_after=preds.tolist(), forget_history=history,
+        message=message, device=str(ctx.device), ingredients=dict(ctx.ingredients), phases=phase_log,
         adversarial_success=adv_success, score_with_original_bn_stats=score_original_bn)
+
+
+def prepare_ingredients(model: nn.Module, forget_images: torch.Tensor, forget_labels, names, *,
+                        config: Optional[UnlearnConfig] = None, task: str = "misclassify", targets=None,
+                        progress: bool = False) -> Dict[str, Any]:
+    """The ingredients ``names`` (in that order) exactly as :func:`unlearn` would prepare them first on this
+    request with ``config`` (a fresh generator seeded with ``config.seed``), each timed (``.seconds``), on
+    ``model`` itself (left unchanged). Pass the result as ``ingredients=`` to several methods to run them on
+    identical ingredients (``l2ul bench`` does)."""
+    cfg = (config or UnlearnConfig()).validate()
+    x_f, y_f = _as_tensors(forget_images, forget_labels, "forget")
+    device = resolve_device(cfg.device)
+    ctx = _make_context(get_method("neggrad"), model, x_f.to(device), y_f.to(device), task, targets, cfg, device,
+                        {}, progress)
+    return {name: _ingredients.prepare(name, ctx) for name in dict.fromkeys(names)}

@@ -22,4 +22,9 @@ class DataError(L2ULError):
 
 
 class ConfigError(L2ULError, ValueError):
-    """An invalid configuration value."""
+    """An invalid configuration value. ``field``: the :class:`l2ul.UnlearnConfig` field (or API parameter)
+    it concerns, when there is one; the CLI names the matching flag."""
+
+    def __init__(self, message: str, *, field: "str | None" = None):
+        super().__init__(message)
+        self.field = field

@@ -49,6 +49,10 @@ __all__ = [
 
 SPLITS = ("forget", "retain", "test")
 
+#: seed of the fixed random D_r evaluation subset (``l2ul unlearn``, ``evaluate`` and ``bench``); independent of
+#: the request's seed, so every method and seed is measured on the same remaining instances
+RETAIN_EVAL_SEED = 12345
+
 DataLike = Union[Dataset, DataLoader, Sequence[torch.Tensor]]
 
 

@@ -10,7 +10,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Callable, Iterator, List, Tuple, Union
 
 from .errors import L2ULError
 
@@ -92,3 +92,53 @@ def check_output_path(out: PathLike, *, overwrite: bool = False, inputs: tuple =
     if out.exists() and out.is_dir():
         raise L2ULError(f"{out} is a directory; give a file path")
     return out
+
+
+def check_writable(out: PathLike) -> None:
+    """Fail before any work if ``out``'s folder cannot be created or written."""
+    out = Path(out)
+    parent = out.parent if str(out.parent) else Path(".")
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise L2ULError(f"cannot write {out}: {probe} is a file, not a folder; choose another output path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise L2ULError(f"cannot write {out}: no write permission in {probe}; choose another output path")
+
+
+@contextlib.contextmanager
+def publish_together() -> Iterator[Callable[[PathLike], Path]]:
+    """Collect several output files and publish them together.
+
+    ``stage(final)`` returns a temporary path next to ``final`` (``.<name>.*.partial<suffix>``) to write to.
+    When the block ends normally every temporary file is renamed over its final path; if the block or a
+    rename raises (including ``KeyboardInterrupt``), the temporary files and any final file already renamed
+    by this commit are removed, so a run leaves all of its outputs or none. (Only ``SIGKILL`` can leave a
+    ``.partial`` file behind; never a file at a final path.)
+    """
+    staged: List[Tuple[Path, Path]] = []
+    published: List[Path] = []
+
+    def stage(final: PathLike) -> Path:
+        final = Path(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial" + final.suffix, dir=final.parent)
+        os.close(fd)
+        staged.append((Path(tmp), final))
+        return Path(tmp)
+
+    try:
+        yield stage
+        for tmp, final in staged:
+            os.chmod(tmp, _publish_mode(final))
+            os.replace(tmp, final)
+            published.append(final)
+    except BaseException:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        for final in published:
+            with contextlib.suppress(OSError):
+                os.unlink(final)
+        raise

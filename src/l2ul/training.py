@@ -52,7 +52,7 @@ from .data import ArrayImageDataset, DatasetBundle, load_dataset, stack
 from .engine import resolve_device
 from .errors import ConfigError, L2ULError
 from .evaluation import accuracy, predict
-from .safety import PathLike, check_output_path
+from .safety import PathLike, check_output_path, check_writable
 
 __all__ = ["Recipe", "RECIPES", "TrainResult", "pretrain", "pretrain_to_file", "describe_recipes", "get_recipe",
            "resolve_settings"]
@@ -470,16 +470,7 @@ def _progress_bar(enabled: bool, total: int, desc: str):
 
 # ------------------------------------------------------------------------------------------------ to file
 
-def _check_writable(out: Path) -> None:
-    """Fail before training if the output's folder cannot be created or written."""
-    parent = out.parent if str(out.parent) else Path(".")
-    probe = parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise L2ULError(f"cannot write {out}: {probe} is a file, not a folder; choose another output path")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise L2ULError(f"cannot write {out}: no write permission in {probe}; choose another output path")
+
 
 
 def pretrain_to_file(arch: str, dataset_spec: str, out: PathLike, *, recipe: Union[str, Recipe] = "quick",
@@ -503,7 +494,7 @@ def pretrain_to_file(arch: str, dataset_spec: str, out: PathLike, *, recipe: Uni
     from .models import create_model, model_info, save_model
 
     out = check_output_path(out, overwrite=overwrite)
-    _check_writable(out)
+    check_writable(out)
     r = get_recipe(recipe)
     resolve_settings(r, None, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
     kwargs = dict(model_kwargs or {})

@@ -1,22 +1,25 @@
-"""The interface every unlearning method implements.
+"""The interface every unlearning method implements, and what the engine hands it.
 
-A method says which ingredients it needs (adversarial examples of the forget set, MAS importance,
-remaining training data) and how one optimisation step's loss is built from a batch. The engine
-(:mod:`l2ul.engine`) owns everything else: copying the model, generating the ingredients, batching,
-the stopping check, divergence detection and timing. A new method is one file with a subclass plus a
-``register_method`` entry in :mod:`l2ul.methods`.
+A method **owns its ingredients**: it declares what it needs beyond the forget set (``ingredients``: things
+prepared from the original model, e.g. adversarial examples or MAS importance, see
+:mod:`l2ul.methods.ingredients`; ``data``: data the caller must supply, e.g. ``"retain"``), prepares anything
+else in :meth:`UnlearningMethod.setup`, and builds each step's loss. It says which phases it runs
+(:meth:`UnlearningMethod.phases`): by default one ``forget`` phase that stops as soon as the task holds; a
+method may add a ``repair`` phase. The engine (:mod:`l2ul.engine`) owns everything else: validating and
+copying, preparing the declared ingredients (timed), the optimisation loop, the stopping check, divergence
+detection and timing. A new method is one file with a subclass decorated with
+:func:`l2ul.methods.register_method`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import UnlearnConfig
-from ..importance import anchor_penalty
 
 
 @dataclass
@@ -37,22 +40,144 @@ class StepBatch:
 
 @dataclass
 class MethodContext:
-    """What the engine prepared for the method: the task, the original weights and importance weights."""
+    """Everything one run's method sees. The engine fills it in; a method reads it and may store what it
+    prepares in ``extras``.
+
+    ``task``, ``config``: the request's task and the run's config. ``model``: the working copy being
+    unlearned. ``x_forget``/``y_forget``: the forget set and its labels; ``targets``: relabel targets.
+    ``ingredients``: prepared ingredients by name (see :mod:`l2ul.methods.ingredients`). ``data``: the data
+    the caller supplied by name (only names the method declared). ``generator``: the run's seeded generator
+    (batch order, random targets). ``logits_before``: the original model's logits on the forget set.
+    """
 
     task: str
     config: UnlearnConfig
-    anchor: Optional[Dict[str, torch.Tensor]] = None
-    importance: Optional[Dict[str, torch.Tensor]] = None
+    model: Optional[nn.Module] = None
+    x_forget: Optional[torch.Tensor] = None
+    y_forget: Optional[torch.Tensor] = None
+    targets: Optional[torch.Tensor] = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    generator: Optional[torch.Generator] = None
+    num_classes: int = 0
+    logits_before: Optional[torch.Tensor] = None
+    ingredients: Dict[str, Any] = field(default_factory=dict)
+    data: Dict[str, Any] = field(default_factory=dict)
+    extras: Dict[str, Any] = field(default_factory=dict)
+    progress: bool = False
+
+    @property
+    def term_labels(self) -> torch.Tensor:
+        """What the forget term works on: the targets for ``relabel``, the labels for ``misclassify``."""
+        return self.targets if self.task == "relabel" else self.y_forget
+
+    # the names of 0.2, kept for code that read them
+    @property
+    def importance(self) -> Optional[Dict[str, torch.Tensor]]:
+        return self.ingredients.get("importance")
+
+    @property
+    def anchor(self) -> Optional[Dict[str, torch.Tensor]]:
+        return self.extras.get("anchor")
+
+
+@dataclass
+class Phase:
+    """One optimisation phase the engine runs.
+
+    ``name``: its key in ``UnlearnResult.timings`` and ``.phases``. ``kind``: ``"forget"`` stops as soon as
+    the task holds (``converged``) or when ``max_steps`` is spent (``budget_exhausted``); ``"repair"`` runs
+    only after a converged forget phase, stops when ``should_stop(step, ctx)`` says so or at ``max_steps``,
+    and never ends in a state where the task does not hold (the engine checks the task after every step and
+    rolls back to the last step where it held). ``make_optimizer(params)``: the phase's optimiser.
+    ``loss(model, ctx)``: one step's loss (the phase draws its own batch). ``bn``: ``"train"`` or
+    ``"freeze"``, the batch-norm mode during its steps.
+    """
+
+    name: str
+    kind: str
+    max_steps: int
+    make_optimizer: Callable[[List[nn.Parameter]], torch.optim.Optimizer]
+    loss: Callable[[nn.Module, MethodContext], torch.Tensor]
+    bn: str = "train"
+    should_stop: Optional[Callable[[int, MethodContext], bool]] = None
+
+
+def cycle_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Index batches over ``range(n)``, reshuffled every pass, forever."""
+    while True:
+        perm = torch.randperm(n, generator=generator)
+        for s in range(0, n, batch_size):
+            yield perm[s:s + batch_size]
+
+
+def bn_forward(bn_mode: str):
+    """Forward of the forget and auxiliary batches. Frozen BN: one pass over the concatenation (identical
+    to two passes in eval mode, and faster). Train-mode BN: two separate passes, as the original code does,
+    so each batch is normalised with its own statistics, and in the original's order: auxiliary batch
+    first, forget batch last. The order matters because each pass also updates the running statistics the
+    evaluated model uses; on the parity forget set the forget-first order cost adv 1.7 and l2ul 2.0 points
+    of D_r (BENCHMARKS.md, section 1)."""
+
+    def forward(model, xf, xa):
+        if xa is None:
+            return model(xf), None
+        if bn_mode == "freeze":
+            out = model(torch.cat([xf, xa]))
+            return out[: xf.shape[0]], out[xf.shape[0]:]
+        logits_a = model(xa)
+        return model(xf), logits_a
+
+    return forward
+
+
+def sgd(config: UnlearnConfig) -> Callable[[List[nn.Parameter]], torch.optim.Optimizer]:
+    """The paper's optimiser: SGD with the config's lr, momentum and weight decay (fresh per request)."""
+    return lambda params: torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                                          weight_decay=config.weight_decay)
 
 
 class UnlearningMethod:
-    """Base class. Subclasses set the ``uses_*`` flags and may override :meth:`loss`."""
+    """Base class: gradient ascent on the forget set, one forget phase.
+
+    Subclasses declare ``ingredients`` and ``data`` and override :meth:`aux_batches`, :meth:`loss`,
+    :meth:`setup` or :meth:`phases` as needed.
+    """
 
     name: str = "base"
     description: str = ""
-    uses_adversarial: bool = False   # aux batches are targeted adversarial examples of the forget set
-    uses_importance: bool = False    # add reg_lambda * MAS-weighted anchor to the original weights
-    uses_retain: bool = False        # aux batches are remaining training data (needs data others do not)
+    #: things prepared from the original model and the forget set, by name (l2ul.methods.ingredients)
+    ingredients: Tuple[str, ...] = ()
+    #: data the caller must supply, by name ("retain": remaining training data); any other is refused
+    data: Tuple[str, ...] = ()
+    #: what the method needs beyond the model and the forget set, in words, for `l2ul info` and the README
+    data_needs: str = "none"
+    #: where the method comes from
+    source: str = ""
+
+    def setup(self, ctx: MethodContext) -> None:
+        """Called once after the ingredients are prepared, before the first phase."""
+
+    def aux_batches(self, ctx: MethodContext) -> Iterator[Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]]:
+        """The auxiliary batch of every step; none by default."""
+        while True:
+            yield None, None
+
+    def phases(self, ctx: MethodContext) -> List[Phase]:
+        """The optimisation phases. Default: one ``forget`` phase named ``optimization`` with the paper's
+        SGD, ``max_steps`` steps, the config's batch-norm mode and :meth:`loss` on shuffled forget batches
+        and :meth:`aux_batches`."""
+        cfg = ctx.config
+        forget_batches = cycle_batches(ctx.x_forget.shape[0], cfg.forget_batch_size, ctx.generator)
+        aux = self.aux_batches(ctx)
+        forward = bn_forward(cfg.bn)
+        labels = ctx.term_labels
+
+        def step_loss(model: nn.Module, c: MethodContext) -> torch.Tensor:
+            idx = next(forget_batches).to(c.device)
+            xa, ya = next(aux)
+            return self.loss(model, StepBatch(c.x_forget[idx], labels[idx], xa, ya), c, forward)
+
+        return [Phase("optimization", "forget", cfg.max_steps, sgd(cfg), step_loss, bn=cfg.bn)]
 
     def forget_term(self, logits_f: torch.Tensor, batch: StepBatch, ctx: MethodContext) -> torch.Tensor:
         """The forget batch's term. ``relabel``: cross-entropy toward the targets, descended.
@@ -76,10 +201,6 @@ class UnlearningMethod:
         logits_f, logits_a = forward(model, batch.x_forget, batch.x_aux)
         forget = self.forget_term(logits_f, batch, ctx)
         if logits_a is None:
-            total = forget
-        else:
-            bf, ba = batch.x_forget.shape[0], batch.x_aux.shape[0]
-            total = (bf * forget + ba * F.cross_entropy(logits_a, batch.y_aux)) / (bf + ba)
-        if self.uses_importance and ctx.importance is not None and ctx.config.reg_lambda > 0:
-            total = total + ctx.config.reg_lambda * anchor_penalty(model, ctx.importance, ctx.anchor)
-        return total
+            return forget
+        bf, ba = batch.x_forget.shape[0], batch.x_aux.shape[0]
+        return (bf * forget + ba * F.cross_entropy(logits_a, batch.y_aux)) / (bf + ba)

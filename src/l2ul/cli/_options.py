@@ -1,0 +1,95 @@
+"""Options shared by the commands. The unlearning-config flags are generated from the
+:class:`l2ul.UnlearnConfig` field metadata (help, choices, defaults), so every command that takes a config
+(``unlearn``, ``bench``) has the same flags, and a new config field is a new flag everywhere."""
+from __future__ import annotations
+
+import argparse
+from typing import Iterable, Optional, Tuple
+
+
+def flag_of(field_name: str) -> str:
+    """``pgd_eps`` -> ``--pgd-eps``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def add_config_arguments(p: argparse.ArgumentParser, *, exclude: Iterable[str] = ()) -> None:
+    """``--preset`` and one flag per exposed config field, grouped as the config documents them."""
+    from ..config import PRESETS, config_fields
+
+    exclude = set(exclude)
+    groups = {}
+    head = p.add_argument_group("unlearning hyperparameters (default: the paper's CIFAR-10 recipe)")
+    head.add_argument("--preset", choices=sorted(PRESETS), help="the paper's hyperparameters for a setting")
+    for f in config_fields():
+        m = f.metadata
+        if not m["flag"] or f.name in exclude:
+            continue
+        g = groups.get(m["group"]) or groups.setdefault(m["group"], p.add_argument_group(f"config: {m['group']}"))
+        default = "automatic" if f.default is None else f.default
+        kw = {"dest": f.name, "default": None, "help": f"{m['help']} (default: {default})"}
+        if m["choices"] is not None:
+            kw["choices"] = list(m["choices"])
+        else:
+            kw["type"] = m["kind"] if m["kind"] in (int, float) else str
+            kw["metavar"] = {int: "N", float: "X"}.get(m["kind"], "VALUE")
+        g.add_argument(flag_of(f.name), **kw)
+
+
+def config_from_args(args, *, seed: Optional[int] = None) -> Tuple["UnlearnConfig", str]:  # noqa: F821
+    """The config the flags describe (preset, then explicit flags) and a short name for reports
+    (``default``, ``<preset>``, ``... + overrides``)."""
+    from ..config import UnlearnConfig, config_fields
+
+    overrides = {f.name: getattr(args, f.name) for f in config_fields()
+                 if f.metadata["flag"] and getattr(args, f.name, None) is not None}
+    name = getattr(args, "preset", None) or "default"
+    if any(k != "device" for k in overrides):
+        name += " + overrides"
+    if seed is not None:
+        overrides["seed"] = seed
+    preset = getattr(args, "preset", None)
+    cfg = UnlearnConfig.from_preset(preset, **overrides) if preset else UnlearnConfig(**overrides)
+    return cfg, name
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (an l2ul model file, or a foreign state_dict with its architecture)")
+    g.add_argument("--model", metavar="FILE", help="l2ul model file (.safetensors written by l2ul)")
+    g.add_argument("--arch", metavar="NAME", help="architecture of --weights (see `l2ul info`)")
+    g.add_argument("--weights", metavar="PATH", help="foreign checkpoint (.th/.pt/.pth/.safetensors) for --arch; "
+                                                     "loaded without executing pickled code")
+    g.add_argument("--num-classes", type=int, metavar="N",
+                   help="class count for --arch (default: inferred from the checkpoint's final layer)")
+
+
+def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits") -> None:
+    from ..data import describe_specs
+
+    g = p.add_argument_group("data")
+    names = " | ".join(line.split()[0] for line in describe_specs().splitlines() if line.strip())
+    g.add_argument("--dataset", default=default, required=default is None, metavar="SPEC",
+                   help=f"{names}" + (" (default: %(default)s)" if default else ""))
+    g.add_argument("--data-dir", metavar="DIR", help="where torchvision datasets live / are downloaded")
+    g.add_argument("--download", action="store_true", help="download a torchvision dataset if missing (internet)")
+
+
+def add_request_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    g = p.add_argument_group("deletion request (training-split indices in canonical order, or file paths)")
+    m = g.add_mutually_exclusive_group(required=required)
+    m.add_argument("--forget-ids", metavar="IDS|FILE", help="comma list (3,17,42) or a file with one id per line")
+    m.add_argument("--forget-random", type=int, metavar="K", help="K random training instances (with --seed)")
+    g.add_argument("--relabel-to", metavar="FILE|random",
+                   help="relabel task: a file of target labels aligned with the ids, or 'random' (another class)")
+    g.add_argument("--seed", type=int, default=0, help="seed for the request and the run (default 0)")
+
+
+def model_inputs(args) -> list:
+    """The input files a command reads its model from."""
+    return [p for p in (getattr(args, "model", None), getattr(args, "weights", None)) if p]
+
+
+def load_model_from_args(args):
+    from ..loading import load_model_from
+
+    return load_model_from(model=getattr(args, "model", None), arch=getattr(args, "arch", None),
+                           weights=getattr(args, "weights", None), num_classes=getattr(args, "num_classes", None))

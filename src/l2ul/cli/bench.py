@@ -1,0 +1,75 @@
+"""``l2ul bench``: the methods x k x seeds grid, or continual requests (:mod:`l2ul.bench`)."""
+from __future__ import annotations
+
+from typing import List
+
+from ._options import add_config_arguments, add_data_args, add_model_args, config_from_args, load_model_from_args
+
+
+def _csv_ints(text: str, what: str) -> List[int]:
+    from ..errors import ConfigError
+
+    try:
+        return [int(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} must be a comma list of integers, got {text!r}") from None
+
+
+def add_arguments(parser) -> None:
+    """Options of ``l2ul bench`` (an ``argparse`` parser or sub-parser)."""
+    from ..bench import DEFAULT_KS, DEFAULT_METHODS
+
+    add_model_args(parser)
+    add_data_args(parser, default=None)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for file-based datasets (default 0)")
+    grid = parser.add_argument_group("grid")
+    grid.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma list (default %(default)s)")
+    grid.add_argument("--k", default=None, help="comma list of forget-set sizes (default "
+                      f"{','.join(map(str, DEFAULT_KS))}; continual mode: one value, default 16)")
+    grid.add_argument("--seeds", default="0", help="comma list of seeds (default %(default)s; continual: first one)")
+    grid.add_argument("--requests", type=int, default=None, metavar="R",
+                      help="continual mode: R successive requests of --k instances on the same model")
+    add_config_arguments(parser)
+    ev = parser.add_argument_group("evaluation")
+    ev.add_argument("--retain-eval-size", type=int, default=10000,
+                    help="size of the fixed random D_r subset accuracy is measured on (default %(default)s)")
+    ev.add_argument("--oracle-pool-size", type=int, default=None,
+                    help="cap on the remaining data the oracle fine-tunes on (default: all outside D_r subset)")
+    ev.add_argument("--mia-max-samples", type=int, default=5000,
+                    help="MIA attack samples per class (default %(default)s)")
+    ev.add_argument("--mia-attack", choices=("svc", "logistic"), default="svc",
+                    help="MIA attack classifier (default svc, as in the literature)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (resumes if it holds a run)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def cmd_bench(args) -> int:
+    """Run ``l2ul bench`` from parsed arguments (see :func:`add_arguments`)."""
+    from ..bench import DEFAULT_KS, _methods, run_bench, run_continual
+    from ..data import load_dataset
+    from ..errors import ConfigError
+    from ..loading import check_fit
+
+    config, config_name = config_from_args(args)
+    methods = _methods(args.methods)
+    seeds = _csv_ints(args.seeds, "--seeds")
+    continual = args.requests is not None
+    ks = ([16] if continual else list(DEFAULT_KS)) if args.k is None else _csv_ints(args.k, "--k")
+    if continual and len(ks) != 1:
+        raise ConfigError("continual mode (--requests) takes a single --k (instances per request)")
+    if continual and args.requests < 1:
+        raise ConfigError(f"--requests must be at least 1, got {args.requests}")
+    model = load_model_from_args(args)
+    bundle = load_dataset(args.dataset, data_dir=args.data_dir, download=getattr(args, "download", False))
+    check_fit(model, bundle)
+    common = dict(methods=methods, config=config, out_dir=args.out, retain_eval_size=args.retain_eval_size,
+                  oracle_pool_size=args.oracle_pool_size, progress=not getattr(args, "no_progress", False),
+                  log=print, config_name=config_name, num_workers=getattr(args, "workers", 0))
+    if continual:
+        if len(seeds) > 1:
+            print(f"continual mode uses one seed; using {seeds[0]}")
+        run_continual(model, bundle, requests=args.requests, k=ks[0], seed=seeds[0], **common)
+    else:
+        run_bench(model, bundle, ks=ks, seeds=seeds, mia_max_samples=args.mia_max_samples,
+                  mia_attack=args.mia_attack, **common)
+    return 0

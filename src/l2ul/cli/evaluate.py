@@ -1,0 +1,93 @@
+"""``l2ul evaluate``: accuracy on D_f / D_r / D_test and membership inference for a model and a request."""
+from __future__ import annotations
+
+import datetime as _dt
+from typing import List
+
+from ._common import mia_caveat
+from ._options import add_data_args, add_model_args, add_request_args, load_model_from_args, model_inputs
+
+
+def add_arguments(p) -> None:
+    add_model_args(p)
+    add_data_args(p)
+    add_request_args(p, required=False)
+    p.add_argument("--original", metavar="FILE", help="the model before unlearning (l2ul model file)")
+    p.add_argument("--retain-eval-size", type=int, default=10000, metavar="N", help="(0 = all; default %(default)s)")
+    p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+    p.add_argument("--overwrite", action="store_true")
+
+
+def cmd_evaluate(args) -> int:
+    from ..data import load_dataset
+    from ..evaluation import evaluate_model, evaluate_unlearning
+    from ..loading import check_fit
+    from ..pipeline import input_hashes, retain_eval_subset, versions
+    from ..reports import format_table, write_json
+    from ..requests import build_request
+    from ..safety import check_output_path
+
+    inputs = model_inputs(args) + ([args.original] if args.original else [])
+    if args.json:
+        check_output_path(args.json, overwrite=args.overwrite, inputs=tuple(inputs))
+    input_sha = input_hashes(inputs)
+    bundle = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
+    model = load_model_from_args(args)
+    check_fit(model, bundle)
+    ids: List[int] = []
+    request = None
+    if args.forget_ids is not None or args.forget_random is not None:
+        request = build_request(n_train=bundle.n_train, train_labels=bundle.train_labels,
+                                num_classes=bundle.num_classes, forget_ids=args.forget_ids,
+                                forget_random=args.forget_random, relabel_to=args.relabel_to, seed=args.seed,
+                                train_ids=bundle.train_ids, class_names=bundle.class_names)
+        ids = request.ids
+    elif args.relabel_to is not None:
+        from ..errors import RequestError
+
+        raise RequestError("--relabel-to needs the instances it applies to: add --forget-ids or --forget-random")
+    eval_ids = retain_eval_subset(bundle, ids, args.retain_eval_size)
+    forget = bundle.stack_train(ids) if ids else bundle.stack_train(eval_ids[:1])
+    common = dict(forget=forget, retain=bundle.train_subset(eval_ids), test=bundle.test, seed=args.seed,
+                  mia_max_samples=5000)
+    if args.original:
+        from ..models.io import load_model
+
+        original = load_model(args.original)
+        check_fit(original, bundle)
+        metrics = evaluate_unlearning(original, model, ids=[bundle.train_ids[i] for i in ids] or None,
+                                      targets=request.targets if request else None, **common)
+        per_inst = metrics.pop("per_instance")
+        if not ids:  # (the forget split was a placeholder)
+            per_inst = None
+    else:
+        metrics, per_inst = evaluate_model(model, **common).metrics, None
+    if not ids:
+        for k in list(metrics):
+            if "forget" in k or "mia" in k or "loss_auc" in k:
+                metrics.pop(k)
+    rows = []
+    for split, key in (("D_f (forget)", "acc_forget"), ("D_r (remaining)", "acc_retain"), ("D_test", "acc_test")):
+        if key in metrics:
+            row = {"split": split, "accuracy %": 100 * metrics[key]}
+            if f"{key}_before" in metrics:
+                row["original %"] = 100 * metrics[f"{key}_before"]
+            rows.append(row)
+    cols = (["split", ("original %", "before %"), ("accuracy %", "after %")] if args.original
+            else ["split", "accuracy %"])
+    print(format_table(rows, cols, floatfmt=".2f"))
+    for k in ("mia_efficacy", "loss_auc", "agreement_test"):
+        if k in metrics:
+            before = f" (original {metrics[k + '_before']:.4f})" if k + "_before" in metrics else ""
+            print(f"{k}: {metrics[k]:.4f}{before}{mia_caveat(metrics) if k == 'mia_efficacy' else ''}")
+    print(f"D_r measured on {len(eval_ids)} remaining training instances")
+    if args.json:
+        write_json(args.json, {"l2ul_report": 1, "command": "evaluate",
+                               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+                               "versions": versions(), "dataset": args.dataset,
+                               "model": {"paths": inputs, "sha256": input_sha},
+                               "metrics": metrics, "per_instance": per_inst,
+                               "request": request.to_dict() if request else None,
+                               "retain_eval_size": len(eval_ids)})
+        print(f"json: {args.json}")
+    return 0

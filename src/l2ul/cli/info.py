@@ -1,0 +1,27 @@
+"""``l2ul info``: methods (with the data they need), models, presets and dataset specs."""
+from __future__ import annotations
+
+
+def add_arguments(p) -> None:
+    pass
+
+
+def cmd_info(args) -> int:
+    from ..config import PRESETS
+    from ..data import describe_specs
+    from ..methods import get_method, list_methods
+    from ..models import list_models, model_info
+
+    print("methods:")
+    for name in list_methods():
+        m = get_method(name)
+        print(f"  {name:10s} {m.description} [needs: {m.data_needs}]")
+    print("models (plus tv:<any torchvision classification model>):")
+    for name in list_models():
+        print(f"  {name:16s} {model_info(name).get('description', '')}")
+    print("presets:")
+    for name, p in sorted(PRESETS.items()):
+        print(f"  {name:18s} " + ", ".join(f"{k}={v}" for k, v in p["config"].items()))
+    print("datasets:")
+    print("  " + describe_specs().replace("\n", "\n  "))
+    return 0

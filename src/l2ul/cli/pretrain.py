@@ -1,0 +1,30 @@
+"""``l2ul pretrain``: train a classifier with one of the paper's recipes."""
+from __future__ import annotations
+
+from ._options import add_data_args
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--arch", required=True, help="architecture name (see `l2ul info`)")
+    add_data_args(p)
+    p.add_argument("--recipe", default="quick", help="cifar | utkface | quick (default: %(default)s)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+
+
+def cmd_pretrain(args) -> int:
+    from ..training import pretrain_to_file
+
+    result = pretrain_to_file(args.arch, args.dataset, args.out, recipe=args.recipe, epochs=args.epochs,
+                              batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                              seed=args.seed, device=args.device, overwrite=args.overwrite,
+                              data_dir=args.data_dir, progress=not args.quiet)
+    print(f"model: {args.out}  ({result.epochs} epochs, {result.seconds:.1f}s)")
+    return 0

@@ -1,0 +1,67 @@
+"""``l2ul unlearn``: one deletion request (:func:`l2ul.pipeline.run_request`), printed."""
+from __future__ import annotations
+
+from ._common import EXIT_DIVERGED, EXIT_NOT_CONVERGED, eprint, privacy_line
+from ._options import add_config_arguments, add_data_args, add_model_args, add_request_args, config_from_args
+
+
+def add_arguments(p) -> None:
+    from ..methods import list_methods
+
+    add_model_args(p)
+    add_data_args(p)
+    add_request_args(p)
+    p.add_argument("--method", default="l2ul", choices=list_methods(), help="(default: %(default)s)")
+    add_config_arguments(p)
+    g = p.add_argument_group("output")
+    g.add_argument("--out", required=True, metavar="FILE", help="where to write the unlearned model")
+    g.add_argument("--report", metavar="FILE", help="report JSON (default: OUT.report.json)")
+    g.add_argument("--overwrite", action="store_true", help="allow replacing existing output files")
+    g.add_argument("--keep-unconverged", action="store_true",
+                   help="write the model even if the step budget ran out before the request was met")
+    g.add_argument("--retain-eval-size", type=int, default=10000, metavar="N",
+                   help="measure D_r on N random remaining instances (0 = all; default %(default)s)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def cmd_unlearn(args) -> int:
+    from ..pipeline import run_request
+
+    cfg, _ = config_from_args(args, seed=args.seed)
+    outcome = run_request(
+        out=args.out, model=args.model, arch=args.arch, weights=args.weights, num_classes=args.num_classes,
+        dataset=args.dataset, data_dir=args.data_dir, download=args.download, forget_ids=args.forget_ids,
+        forget_random=args.forget_random, relabel_to=args.relabel_to, seed=args.seed, method=args.method,
+        config=cfg, report=args.report, overwrite=args.overwrite, keep_unconverged=args.keep_unconverged,
+        retain_eval_size=args.retain_eval_size, progress=not args.quiet, log=eprint,
+        argv=getattr(args, "argv", None))
+    _print_outcome(outcome, args)
+    result = outcome.result
+    return 0 if result.converged else (EXIT_DIVERGED if result.status == "diverged" else EXIT_NOT_CONVERGED)
+
+
+def _print_outcome(outcome, args) -> None:
+    from ..reports import format_table
+
+    result, metrics, saved = outcome.result, outcome.metrics, outcome.model_path
+    if result.status == "diverged":
+        eprint(f"l2ul: error: unlearning diverged ({result.message}); no model was written; "
+               "lower --lr (or use the default recipe)")
+    elif not result.converged:
+        eprint(f"l2ul: unlearning did not converge ({result.message}); "
+               + ("the model was written anyway (--keep-unconverged)" if saved else
+                  "no model was written (raise --max-steps, or pass --keep-unconverged to keep it anyway)"))
+
+    def pct(v):
+        return "-" if v is None else 100 * v
+
+    rows = [{"split": s, "before": pct(metrics[f"acc_{k}_before"]), "after": pct(metrics[f"acc_{k}"])}
+            for s, k in (("D_f (forget)", "forget"), ("D_r (remaining)", "retain"), ("D_test", "test"))]
+    print(format_table(rows, [("split", "accuracy %"), "before", "after"], floatfmt=".2f"))
+    if metrics.get("mia_efficacy") is not None:
+        print(privacy_line(metrics))
+    if result.status == "diverged":  # the summary's "forget accuracy" would be read off non-finite outputs
+        print(f"{result.method}/{result.task}: DIVERGED after {result.steps} steps: {result.message}")
+    else:
+        print(result.summary())
+    print(f"model:  {saved or '(not written)'}\nreport: {outcome.report_path}")

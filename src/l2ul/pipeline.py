@@ -1,0 +1,225 @@
+"""One deletion request, end to end: :func:`run_request`.
+
+load (model, data) -> check (outputs, inputs, fit, request) -> unlearn -> evaluate -> report -> publish.
+``l2ul unlearn`` is this function plus printing; a Python user gets the same run, report and guarantees:
+everything that can be refused is refused before any work, and the model and its report are published
+together (both or neither, :func:`l2ul.safety.publish_together`).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from torch import nn
+
+from .config import UnlearnConfig
+from .errors import L2ULError, ModelFileError
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class RequestOutcome:
+    """What :func:`run_request` did: the engine's ``result``, the ``metrics`` (before/after), the ``report``
+    (the JSON written), and where the model and report went (``model_path`` is ``None`` when no model was
+    written: diverged, or not converged without ``keep_unconverged``)."""
+
+    result: Any
+    metrics: Dict[str, Any]
+    report: Dict[str, Any]
+    report_path: Optional[Path]
+    model_path: Optional[Path] = None
+    per_instance: List[Dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.result.status
+
+
+def versions() -> Dict[str, str]:
+    import torch
+
+    from . import __version__
+
+    return {"l2ul": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def retain_eval_subset(bundle, exclude: Sequence[int], size: int, seed: Optional[int] = None) -> np.ndarray:
+    """A fixed random subset (``size``; 0 = all) of the training data outside ``exclude``, drawn with
+    ``numpy.random.default_rng(seed)`` (default :data:`l2ul.evaluation.RETAIN_EVAL_SEED`)."""
+    from .evaluation import RETAIN_EVAL_SEED
+
+    pool = bundle.retain_indices(list(exclude))
+    if size and size < len(pool):
+        rng = np.random.default_rng(RETAIN_EVAL_SEED if seed is None else seed)
+        pool = np.sort(rng.choice(pool, size, replace=False))
+    return pool
+
+
+def input_hashes(paths: Sequence[Union[str, Path]]) -> Dict[str, str]:
+    """sha256 of each input file (which must exist), for the audit record."""
+    from .safety import sha256_file
+
+    for p in paths:
+        if not Path(p).exists():
+            raise ModelFileError(f"model file {p} does not exist; check the path")
+        if not Path(p).is_file():
+            raise ModelFileError(f"{p} is not a file; give the path of a model file")
+    return {str(p): sha256_file(p) for p in paths}
+
+
+def method_data(method, bundle, request_ids: Sequence[int]) -> Dict[str, Any]:
+    """The data a method declares it needs, from the dataset: ``retain`` is the training data outside the
+    request (only ``oracle``-like methods declare it)."""
+    from .methods import get_method
+
+    m = get_method(method)
+    data: Dict[str, Any] = {}
+    if "retain" in m.data:
+        data["retain"] = bundle.train_subset(bundle.retain_indices(list(request_ids)))
+    missing = [n for n in m.data if n not in data]
+    if missing:
+        raise L2ULError(f"method {m.name!r} needs {', '.join(missing)} data, which this command cannot supply")
+    return data
+
+
+def evaluate_request(original: nn.Module, result, bundle, request, eval_ids: np.ndarray, *, seed: int,
+                     mia_max_samples: Optional[int] = 5000):
+    """Metrics before and after on D_f, the D_r subset ``eval_ids`` and D_test, and the per-instance outcome.
+    A diverged result is measured only on the original (its figures are ``None``)."""
+    from .evaluation import evaluate_model, evaluate_unlearning
+
+    xf, yf = bundle.stack_train(request.ids)
+    ids = [bundle.train_ids[i] for i in request.ids]
+    data = dict(forget=(xf, yf), retain=bundle.train_subset(eval_ids), test=bundle.test, seed=seed,
+                device=result.device, mia_max_samples=mia_max_samples)
+    if result.status != "diverged":
+        metrics = evaluate_unlearning(original, result.model, ids=ids, targets=request.targets, **data)
+        return metrics, metrics.pop("per_instance")
+    before = evaluate_model(original, **data)
+    metrics = {}
+    for key, value in before.metrics.items():
+        metrics[key], metrics[f"{key}_before"] = None, value
+    pf = before.predictions["forget"]
+    per_inst = [{"id": ids[i], "label": int(pf.labels[i]),
+                 "target": None if request.targets is None else int(request.targets[i]),
+                 "pred_before": int(pf.preds[i]), "pred_after": None,
+                 "confidence_before": float(pf.pred_confidence[i]), "confidence_after": None,
+                 "forgotten": None} for i in range(len(ids))]
+    return metrics, per_inst
+
+
+def _report(*, result, cfg, bundle, dataset_spec, request, inputs, input_sha, model, metrics, per_inst,
+            eval_ids, retain_total, argv) -> Dict[str, Any]:
+    return {
+        "l2ul_report": 1, "command": "unlearn", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "argv": list(argv or []),
+        "versions": versions(), "status": result.status, "converged": result.converged,
+        "message": result.message, "steps": result.steps, "timings_s": result.timings, "phases": result.phases,
+        "method": result.method, "task": result.task, "config": cfg.to_dict(), "device": result.device,
+        "dataset": {"spec": dataset_spec, "name": bundle.name, "n_train": bundle.n_train, "n_test": bundle.n_test,
+                    "retain_eval_size": len(eval_ids), "retain_total": retain_total},
+        "request": request.to_dict(),
+        "input_model": {"paths": [str(p) for p in inputs], "sha256": input_sha,
+                        "arch": getattr(model, "l2ul_meta", {}).get("arch")},
+        "output_model": {"path": None, "sha256": None},
+        "metrics": metrics, "per_instance": per_inst,
+        "adversarial_success": result.adversarial_success,
+        "score_with_original_bn_stats": result.score_with_original_bn_stats,
+        "holds_with_original_bn_stats": result.holds_with_original_bn_stats,
+        "note_retain": ("the method trained on the remaining data; D_r is measured on a subset of it"
+                        if "retain" in _method_obj(result.method).data else None),
+    }
+
+
+def _method_obj(name):
+    from .methods import get_method
+
+    return get_method(name)
+
+
+def _output_paths(out, report, overwrite: bool, inputs: Sequence[str]):
+    from .safety import check_output_path, check_writable
+
+    out = check_output_path(out, overwrite=overwrite, inputs=tuple(inputs))
+    report_path = Path(report) if report else out.with_name(out.name + ".report.json")
+    if report_path.resolve() == out.resolve():
+        raise L2ULError(f"the report and the model output are the same file ({out}); give the report another path")
+    check_output_path(report_path, overwrite=overwrite, inputs=tuple(inputs))
+    check_writable(out)
+    check_writable(report_path)
+    return out, report_path
+
+
+def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, None] = None,
+                arch: Optional[str] = None, weights: Optional[str] = None, num_classes: Optional[int] = None,
+                dataset: str = "digits", data_dir=None, download: bool = False, forget_ids: Optional[str] = None,
+                forget_random: Optional[int] = None, relabel_to: Optional[str] = None, seed: int = 0,
+                method: str = "l2ul", config: Optional[UnlearnConfig] = None, report: Optional[str] = None,
+                overwrite: bool = False, keep_unconverged: bool = False, retain_eval_size: int = 10000,
+                progress: bool = False, log: Optional[Log] = None, argv: Optional[Sequence[str]] = None
+                ) -> RequestOutcome:
+    """Honour one deletion request end to end and publish the unlearned model with its audit report.
+
+    ``model``: an l2ul model file (or an ``nn.Module`` already loaded), or ``arch`` + ``weights`` for a foreign
+    checkpoint. ``dataset``: a dataset spec (:func:`l2ul.load_dataset`). The request: ``forget_ids`` (a comma
+    list or a file) or ``forget_random`` (K random instances with ``seed``), ``relabel_to`` for the relabel
+    task. ``config``'s seed is replaced by ``seed``. ``out``: the model file; ``report``: its JSON report
+    (default ``OUT.report.json``). The model is written only if the run converged (or ``keep_unconverged``
+    and it did not diverge); the report always. ``log``: called with progress lines.
+    """
+    from .data import load_dataset
+    from .engine import unlearn
+    from .loading import check_fit, load_model_from
+    from .requests import build_request
+
+    log = log or (lambda s: None)
+    inputs = [str(p) for p in (model, weights) if isinstance(p, (str, Path))]
+    out, report_path = _output_paths(out, report, overwrite, inputs)
+    input_sha = input_hashes(inputs)
+    cfg = (config or UnlearnConfig()).replace(seed=seed)
+    bundle = load_dataset(dataset, data_dir=data_dir, download=download)
+    net = model if isinstance(model, nn.Module) else load_model_from(model=model, arch=arch, weights=weights,
+                                                                      num_classes=num_classes)
+    check_fit(net, bundle)
+    request = build_request(n_train=bundle.n_train, train_labels=bundle.train_labels, num_classes=bundle.num_classes,
+                            forget_ids=forget_ids, forget_random=forget_random, relabel_to=relabel_to, seed=seed,
+                            train_ids=bundle.train_ids, class_names=bundle.class_names)
+    data = method_data(method, bundle, request.ids)
+    xf, yf = bundle.stack_train(request.ids)
+    log(f"l2ul: {bundle.name}: forgetting {len(request.ids)} instance(s) with {method} ({request.task}); "
+        f"device {cfg.device or 'auto'}")
+    result = unlearn(net, xf, yf, method=method, task=request.task, targets=request.targets, config=cfg,
+                     data=data, progress=progress)
+    eval_ids = retain_eval_subset(bundle, request.ids, retain_eval_size)
+    retain_total = len(bundle.retain_indices(request.ids))
+    log(f"l2ul: evaluating on D_f ({len(request.ids)}), D_r ({len(eval_ids)}"
+        f"{' random' if len(eval_ids) < retain_total else ''}) and D_test ({bundle.n_test})")
+    metrics, per_inst = evaluate_request(net, result, bundle, request, eval_ids, seed=seed)
+    rep = _report(result=result, cfg=cfg, bundle=bundle, dataset_spec=dataset, request=request, inputs=inputs,
+                  input_sha=input_sha, model=net, metrics=metrics, per_inst=per_inst, eval_ids=eval_ids,
+                  retain_total=retain_total, argv=argv)
+    write_model = result.converged or (keep_unconverged and result.status != "diverged")
+    model_path = _publish(result.model if write_model else None, out, rep, report_path)
+    return RequestOutcome(result=result, metrics=metrics, report=rep, report_path=report_path,
+                          model_path=model_path, per_instance=per_inst)
+
+
+def _publish(model: Optional[nn.Module], out: Path, report: Dict[str, Any], report_path: Path) -> Optional[Path]:
+    """Write the model (if any) and the report to temporary files and publish them together."""
+    from .models.io import save_model
+    from .reports import write_json
+    from .safety import publish_together, sha256_file
+
+    with publish_together() as stage:
+        if model is not None:
+            tmp = stage(out)
+            save_model(model, tmp, overwrite=True)
+            report["output_model"] = {"path": str(out), "sha256": sha256_file(tmp)}
+        write_json(stage(report_path), report)
+    return out if model is not None else None
