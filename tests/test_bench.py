@@ -10,13 +10,18 @@ import torch
 from PIL import Image
 
 import l2ul.bench as bench
+import l2ul.bench.continual
+import l2ul.bench.grid
+import l2ul.cli.bench as cli_bench
+from _digits import digits_setup
 from l2ul import UnlearnConfig
 from l2ul.bench import continual_forget_sets, eval_splits, run_bench, run_continual
+from l2ul.bench.store import save_checkpoint
+from l2ul.cli._options import config_from_args
 from l2ul.data import load_dataset
+from l2ul.engine import unlearn
 from l2ul.errors import DataError, L2ULError
 from l2ul.requests import random_forget_ids
-
-from _digits import digits_setup
 
 CFG = UnlearnConfig(pgd_steps=5, adv_per_instance=2, max_steps=50, pgd_eps=0.5, retain_batch_size=64, device="cpu")
 METHODS = ("neggrad", "adv", "l2ul", "oracle")
@@ -33,17 +38,18 @@ RECORD_KEYS = {
 
 
 class Counter:
-    """Wraps l2ul.bench.unlearn to count the cells actually computed."""
+    """Wraps the engine's unlearn, as the grid and continual modes call it, to count the cells computed."""
 
     def __init__(self, monkeypatch):
         self.calls = []
-        real = bench.unlearn
+        for module in (l2ul.bench.grid, l2ul.bench.continual):
+            monkeypatch.setattr(module, "unlearn", self._counted(module.unlearn))
 
+    def _counted(self, real):
         def counted(*a, **kw):
             self.calls.append(kw.get("method"))
             return real(*a, **kw)
-
-        monkeypatch.setattr(bench, "unlearn", counted)
+        return counted
 
 
 @pytest.fixture(scope="module")
@@ -175,12 +181,14 @@ def test_adv_and_l2ul_share_adversarial_examples(grid):
 
 
 def test_shared_adversarial_set_is_the_engines(bundle, model):
-    """The bench generates the shared set exactly as the engine would for the same config."""
+    """The bench prepares shared ingredients exactly as the engine would for the same config."""
+    from l2ul.engine import prepare_ingredients
+
     ids = random_forget_ids(4, n_train=bundle.n_train, seed=0)
     xf, yf = bundle.stack_train(ids)
     cfg = CFG.replace(seed=3)
-    shared = bench._generate_shared_adversarial(model, xf, yf, cfg, 10, torch.device("cpu"), False)
-    own = bench.unlearn(model, xf, yf, method="adv", config=cfg.replace(max_steps=1)).adversarial
+    shared = prepare_ingredients(model, xf, yf, ["adversarial"], config=cfg)["adversarial"]
+    own = unlearn(model, xf, yf, method="adv", config=cfg.replace(max_steps=1)).adversarial
     assert torch.equal(shared.labels, own.labels) and torch.equal(shared.source, own.source)
     assert torch.allclose(shared.images, own.images)
 
@@ -253,7 +261,7 @@ def test_bench_refuses_other_settings(grid, bundle, model, tmp_path, monkeypatch
 
 def test_bench_checks_class_count(bundle, tmp_path):
     wrong = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
-    with pytest.raises(DataError, match="3 outputs"):
+    with pytest.raises(DataError, match="3 classes"):
         run_bench(wrong, bundle, out_dir=tmp_path / "x", log=None, **{**COMMON, "methods": ("neggrad",)})
 
 
@@ -311,7 +319,7 @@ def test_continual_resumes_after_the_last_checkpointed_request(bundle, model, tm
     full = run_continual(model, bundle, out_dir=tmp_path / "full", **kw)
     assert not (tmp_path / "full" / "checkpoints" / "adv.safetensors").exists()   # removed when done
     out = tmp_path / "killed"
-    real, calls = bench.unlearn, []
+    real, calls = l2ul.bench.continual.unlearn, []
 
     def dies_at_request_3(*a, **k):
         calls.append(k["config"].seed)
@@ -319,11 +327,11 @@ def test_continual_resumes_after_the_last_checkpointed_request(bundle, model, tm
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(bench, "unlearn", dies_at_request_3)
+    monkeypatch.setattr(l2ul.bench.continual, "unlearn", dies_at_request_3)
     with pytest.raises(KeyboardInterrupt):
         run_continual(model, bundle, out_dir=out, **kw)
     assert (out / "checkpoints" / "adv.safetensors").is_file()
-    monkeypatch.setattr(bench, "unlearn", real)
+    monkeypatch.setattr(l2ul.bench.continual, "unlearn", real)
     counter = Counter(monkeypatch)
     again = run_continual(model, bundle, out_dir=out, **kw)
     assert counter.calls == ["adv", "adv"]                       # requests 3 and 4 only
@@ -334,7 +342,7 @@ def test_continual_resumes_after_the_last_checkpointed_request(bundle, model, tm
     # a checkpoint from other settings is not trusted: the method restarts from the original model
     jsonl = out / "continual.jsonl"
     jsonl.write_text("\n".join(jsonl.read_text().splitlines()[:3]) + "\n")
-    bench._save_checkpoint(out / "checkpoints" / "adv.safetensors", model, 2, "other-settings")
+    save_checkpoint(out / "checkpoints" / "adv.safetensors", model, 2, "other-settings")
     counter.calls.clear()
     run_continual(model, bundle, out_dir=out, **kw)
     assert counter.calls == ["adv"] * 4
@@ -343,20 +351,20 @@ def test_continual_resumes_after_the_last_checkpointed_request(bundle, model, tm
 # --------------------------------------------------------------------------------------------------- CLI
 def test_cli_args_and_main(model, tmp_path, monkeypatch):
     parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
+    cli_bench.add_arguments(parser)
     out = tmp_path / "cli"
     args = parser.parse_args(["--model", "unused.safetensors", "--dataset", "digits", "--methods", "neggrad",
                               "--requests", "1", "--k", "1", "--max-steps", "20", "--pgd-eps", "0.5",
                               "--device", "cpu", "--retain-eval-size", "100", "--out", str(out), "--no-progress"])
-    cfg, name = bench._config_from_args(args)
+    cfg, name = config_from_args(args)
     assert cfg.max_steps == 20 and cfg.pgd_eps == 0.5 and name == "default + overrides"
-    real_load = bench._load_model_from_args
-    monkeypatch.setattr(bench, "_load_model_from_args", lambda a: model)
-    assert bench.main(args) == 0
+    real_load = cli_bench.load_model_from_args
+    monkeypatch.setattr(cli_bench, "load_model_from_args", lambda a: model)
+    assert cli_bench.cmd_bench(args) == 0
     assert (out / "continual.md").is_file()
     args = parser.parse_args(["--dataset", "digits", "--out", str(tmp_path / "x"), "--preset", "cifar10-resnet18",
                               "--requests", "2", "--k", "1,2"])
     with pytest.raises(L2ULError, match="single --k"):
-        bench.main(args)
-    with pytest.raises(L2ULError, match="--model FILE"):
+        cli_bench.cmd_bench(args)
+    with pytest.raises(L2ULError, match="no model given"):
         real_load(parser.parse_args(["--dataset", "digits", "--out", "o"]))
