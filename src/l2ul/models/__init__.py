@@ -15,7 +15,8 @@ Custom architectures: :func:`register_model` (see :mod:`l2ul.models._registry`).
 
 Layout: ``_registry`` (specs, :func:`register_model`, :func:`list_models`, :func:`model_info`),
 ``_factory`` (:func:`create_model`), ``classifier`` (:class:`NormalizedClassifier`), ``io`` (model files),
-``_checkpoint`` (foreign checkpoints), and one module per model family, imported here so they register.
+``_file_meta`` (the check of a model file's metadata), ``_checkpoint`` (foreign checkpoints,
+:func:`check_finite_model`), and one module per model family, imported here so they register.
 """
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ from . import cifar_resnet, hf_vit, paper_resnet, small, torchvision_models  # n
 from ._factory import create_model
 from ._registry import ModelSpec, list_models, model_info, register_model
 from .classifier import IMAGENET_MEAN, IMAGENET_STD, NormalizedClassifier
-from .io import import_state_dict, load_model, model_sha256, save_model
+from .io import check_finite_model, import_state_dict, load_model, model_sha256, save_model
 
 __all__ = [
     "NormalizedClassifier", "ModelSpec", "register_model", "create_model", "list_models", "model_info",
-    "save_model", "load_model", "import_state_dict", "model_sha256", "IMAGENET_MEAN", "IMAGENET_STD",
+    "save_model", "load_model", "import_state_dict", "model_sha256", "check_finite_model", "IMAGENET_MEAN",
+    "IMAGENET_STD",
 ]

@@ -1,4 +1,5 @@
-"""Reading foreign checkpoints (used by ``create_model(weights=PATH)``) and shared file helpers.
+"""Reading foreign checkpoints (used by ``create_model(weights=PATH)``), shared file helpers, and
+:func:`check_finite_model`, the check that a model's tensors are usable.
 
 A foreign checkpoint is a plain ``state_dict``, optionally inside ``{"state_dict": ...}`` or
 ``{"model": ...}``, from ``torch.save`` (read with ``torch.load(weights_only=True)``, which refuses pickled
@@ -9,11 +10,12 @@ from __future__ import annotations
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import safetensors.torch
 import torch
 from safetensors import SafetensorError
+from torch import nn
 
 from ..errors import ModelFileError
 from ..safety import PathLike
@@ -133,3 +135,35 @@ def _few(items: List[str], n: int = 5) -> str:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
+
+
+# ------------------------------------------------------------------------------------------ tensor checks
+
+def check_finite_model(model: nn.Module, *, source: Optional[PathLike] = None) -> None:
+    """Refuse a model whose tensors cannot be right: raises :class:`~l2ul.errors.ModelFileError` naming the
+    first parameter or buffer (in state-dict order) that holds NaN or inf, a BatchNorm ``running_var``
+    below 0, or a :class:`NormalizedClassifier` normalisation ``std`` that is not positive.
+
+    ``source`` (a path) prefixes the message. Tensors on the meta device are skipped. Works on any device;
+    meant for models read from files and for in-memory models before they are used or saved.
+    """
+    where = f"{source}: " if source is not None else ""
+    stds = {f"{name}.std" if name else "std" for name, m in model.named_modules()
+            if isinstance(m, NormalizedClassifier)}
+    for name, t in model.state_dict(keep_vars=True).items():
+        if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+            continue
+        t = t.detach()
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ModelFileError(f"{where}tensor {name} holds {bad} non-finite value(s) (NaN or inf) of "
+                                 f"{t.numel()}: the weights are damaged (e.g. by a diverged run); restore the "
+                                 "model from a backup or re-create it")
+        if name.endswith("running_var") and t.is_floating_point() and bool((t < 0).any()):
+            raise ModelFileError(f"{where}tensor {name} (a BatchNorm running variance) holds negative values "
+                                 f"(min {float(t.min()):.4g}); variances cannot be negative: the file is damaged, "
+                                 "restore it from a backup or re-create it")
+        if name in stds and not bool((t > 0).all()):
+            raise ModelFileError(f"{where}tensor {name} (the input normalisation std) must be positive on every "
+                                 f"channel, got {[round(v, 6) for v in t.flatten().tolist()[:8]]}; the images are "
+                                 "divided by it: restore the file from a backup or re-create it")

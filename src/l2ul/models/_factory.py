@@ -9,8 +9,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 
 from ..errors import L2ULError
-from ._checkpoint import _infer_num_classes, _load_net_state, _read_checkpoint
-from ._registry import ModelSpec, _default, _spec
+from ._checkpoint import _infer_num_classes, _load_net_state, _read_checkpoint, check_finite_model
+from ._registry import ModelSpec, _default, _spec, is_loading_option
 from .classifier import Floats, NormalizedClassifier
 
 __all__ = ["create_model"]
@@ -26,7 +26,9 @@ def create_model(name: str, num_classes: Optional[int] = 10, *, pretrained: bool
     ``weights`` is a local checkpoint to load strictly (a foreign ``state_dict``; see
     :func:`import_state_dict`); with it, ``num_classes=None`` infers the class count from the final layer.
     ``mean``/``std`` override the architecture's normalisation; ``kwargs`` are architecture options
-    (:func:`model_info` lists them). Raises :class:`~l2ul.errors.L2ULError` for unknown names or options.
+    (:func:`model_info` lists them). Raises :class:`~l2ul.errors.L2ULError` for unknown names or options,
+    :class:`~l2ul.errors.ModelFileError` for weights that do not fit or hold NaN/inf (see
+    :func:`~l2ul.models.check_finite_model`).
     """
     spec = _spec(name)
     if pretrained and weights is not None:
@@ -52,7 +54,8 @@ def create_model(name: str, num_classes: Optional[int] = 10, *, pretrained: bool
     options = _bind_options(spec, num_classes, kwargs)
     net = spec.builder(num_classes, pretrained=True, **kwargs) if pretrained else spec.builder(num_classes, **kwargs)
     resolved: Dict[str, Any] = net.__dict__.pop("l2ul_resolved", None) or {}
-    arch_kwargs = resolved.get("arch_kwargs", options)
+    # what a model file records: architecture options only (a file never carries what downloads or reads)
+    arch_kwargs = resolved.get("arch_kwargs", {k: v for k, v in options.items() if not is_loading_option(k)})
     try:
         arch_kwargs = json.loads(json.dumps(arch_kwargs))
     except (TypeError, ValueError) as e:
@@ -75,6 +78,7 @@ def create_model(name: str, num_classes: Optional[int] = 10, *, pretrained: bool
     model = NormalizedClassifier(net, mean, std, input_size=resolved.get("input_size"), meta=meta)
     if weights is not None:
         _load_net_state(model, state, weights)
+        check_finite_model(model, source=weights)
     return model
 
 

@@ -1,6 +1,7 @@
 """The wrapper every l2ul model is: :class:`NormalizedClassifier` (images in [0, 1] -> logits)."""
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -33,8 +34,9 @@ class NormalizedClassifier(nn.Module):
                  input_size: Optional[Sequence[int]] = None, meta: Optional[Dict[str, Any]] = None):
         super().__init__()
         mean, std = [float(m) for m in mean], [float(s) for s in std]
-        if not mean or len(mean) != len(std) or min(std) <= 0:
-            raise L2ULError(f"mean {mean} and std {std} must be per-channel lists of equal length with std > 0")
+        if not mean or len(mean) != len(std) or not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+            raise L2ULError(f"mean {mean} and std {std} must be per-channel lists of equal length of finite "
+                            "numbers, with std > 0")
         self.net = net
         self.register_buffer("mean", torch.tensor(mean).reshape(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).reshape(1, -1, 1, 1))

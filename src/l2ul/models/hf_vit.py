@@ -10,13 +10,15 @@ files import with ``weights=PATH``.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import re
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, FrozenSet, Optional, Sequence, Union
 
 from torch import nn
 
 from ..errors import L2ULError
-from ._registry import register_model
+from ._registry import JSONObject, is_loading_option, register_model
 
 HF_IMAGE_MEAN = (0.5, 0.5, 0.5)  # ViTImageProcessor defaults
 HF_IMAGE_STD = (0.5, 0.5, 0.5)
@@ -37,11 +39,23 @@ def _channels(options: Dict[str, Any]) -> int:
     return int((options.get("vit_config") or {}).get("num_channels", 3))
 
 
+@functools.lru_cache(maxsize=1)
+def vit_config_keys() -> FrozenSet[str]:
+    """The ``vit_config`` keys a model file may carry: ViTConfig's parameters and the attributes of its
+    ``to_dict()``, less labels, bookkeeping and anything that loads (``attn_implementation``, ...)."""
+    tf = _transformers()
+    keys = set(list(inspect.signature(tf.ViTConfig.__init__).parameters)[1:]) | set(tf.ViTConfig().to_dict())
+    return frozenset(k for k in keys if k not in _NOT_ARCHITECTURE and k not in ("args", "kwargs")
+                     and not is_loading_option(k))
+
+
 @register_model("hf_vit", mean=lambda o: HF_IMAGE_MEAN[:1] * _channels(o),
                 std=lambda o: HF_IMAGE_STD[:1] * _channels(o), input_shape=None,
                 description="Hugging Face ViTForImageClassification; options name_or_path (Hub id or local "
                             "directory, pretrained) or vit_config (ViTConfig kwargs, random init), input_size "
-                            "(images are resized to it; default config.image_size)")
+                            "(images are resized to it; default config.image_size)",
+                file_options={"vit_config": JSONObject(vit_config_keys, "ViTConfig options"),
+                              "input_size": Optional[Union[int, Sequence[int]]]})
 def hf_vit(num_classes: int, name_or_path: Optional[str] = None, vit_config: Optional[Dict[str, Any]] = None,
            input_size: Optional[Union[int, Sequence[int]]] = None) -> nn.Module:
     """ViT classifier from ``name_or_path`` (pretrained) or ``vit_config`` (random init)."""
@@ -71,7 +85,7 @@ def hf_vit(num_classes: int, name_or_path: Optional[str] = None, vit_config: Opt
     config = net.config
     size = input_size if input_size is not None else config.image_size
     size = [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
-    arch_config = {k: v for k, v in config.to_dict().items() if k not in _NOT_ARCHITECTURE}
+    arch_config = {k: v for k, v in config.to_dict().items() if k in vit_config_keys()}
     resolved.update(input_size=size, arch_kwargs={"vit_config": arch_config, "input_size": size})
     net.l2ul_resolved = resolved
     return net

@@ -9,7 +9,9 @@ mean/std; ``input_shape`` is the crop size of the default weights' transforms (2
 from __future__ import annotations
 
 import difflib
-from typing import Any, List
+import functools
+import inspect
+from typing import Any, Dict, List
 
 import torchvision
 from torch import nn
@@ -73,7 +75,22 @@ def torchvision_spec(tv_name: str) -> ModelSpec:
         return build_torchvision(tv_name, num_classes, pretrained, **options)
 
     return ModelSpec(f"tv:{tv_name}", build, IMAGENET_MEAN, IMAGENET_STD, _input_shape(tv_name),
-                     f"torchvision {tv_name} (ImageNet normalisation; pretrained=True downloads its weights)")
+                     f"torchvision {tv_name} (ImageNet normalisation; pretrained=True downloads its weights)",
+                     file_options=torchvision_file_options())
+
+
+@functools.lru_cache(maxsize=1)
+def torchvision_file_options() -> Dict[str, Any]:
+    """The options a ``tv:`` model file may carry: the named constructor parameters of torchvision's
+    classification model classes (ResNet, VisionTransformer, ...), as plain JSON values. Options another
+    model does not take fail when it is built; loading options (``weights``, ``progress``) are excluded."""
+    names = set()
+    for obj in vars(torchvision.models).values():
+        if isinstance(obj, type) and issubclass(obj, nn.Module):
+            params = list(inspect.signature(obj.__init__).parameters.values())[1:]
+            names.update(p.name for p in params
+                         if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+    return {name: Any for name in sorted(names)}
 
 
 _FAMILIES["tv"] = torchvision_spec
