@@ -14,8 +14,17 @@ import torch.nn.functional as F
 import torchvision
 
 from l2ul.errors import DataError, L2ULError, ModelFileError
-from l2ul.models import (IMAGENET_MEAN, IMAGENET_STD, NormalizedClassifier, create_model, import_state_dict,
-                         list_models, load_model, model_info, save_model)
+from l2ul.models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NormalizedClassifier,
+    create_model,
+    import_state_dict,
+    list_models,
+    load_model,
+    model_info,
+    save_model,
+)
 from l2ul.models.cifar_resnet import CifarResNet, ShortcutA
 
 SMALL_SHAPES = {"small_cnn": [(1, 8, 8), (1, 28, 28)], "mlp": [(1, 8, 8), (1, 28, 28)]}
