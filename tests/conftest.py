@@ -35,3 +35,11 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _l2ul_cache_dir(tmp_path_factory):
+    """l2ul's cache (decoded datasets, synthesised proxy images) goes to a session folder, never ~/.cache."""
+    if "L2UL_CACHE_DIR" not in os.environ:
+        os.environ["L2UL_CACHE_DIR"] = str(tmp_path_factory.mktemp("l2ul-cache"))
+    yield

@@ -1,8 +1,7 @@
 import torch
 
-from l2ul.attacks import TargetedL2PGD, clip_l2, generate_adversarial_set, random_other_labels
-
 from _digits import digits_setup
+from l2ul.attacks import TargetedL2PGD, clip_l2, generate_adversarial_set, random_other_labels
 
 
 def test_random_other_labels_never_true_and_covers_all_others():

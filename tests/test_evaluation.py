@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from l2ul.errors import DataError, L2ULError
 from l2ul.evaluation import (
+    MIA_MIN_SIGNAL_Z,
     MIAResult,
     ModelEvaluation,
     Predictions,
@@ -19,7 +20,6 @@ from l2ul.evaluation import (
     evaluate_model,
     evaluate_unlearning,
     loss_auc,
-    MIA_MIN_SIGNAL_Z,
     mia_efficacy,
     mia_signal_z,
     peak_memory,
@@ -60,7 +60,7 @@ def preds_from_conf(conf):
 
 def preds_from_loss(losses):
     """Two-class predictions, label 0, logits (0, z) with cross-entropy log(1 + e^z) == loss."""
-    z = [math.log(math.exp(l) - 1) for l in losses]
+    z = [math.log(math.exp(v) - 1) for v in losses]
     logits = torch.tensor([[0.0, v] for v in z])
     return Predictions(logits, torch.zeros(len(losses), dtype=torch.long))
 
@@ -279,7 +279,7 @@ def test_evaluate_unlearning_end_to_end():
     assert [r["id"] for r in res["per_instance"]] == [7, 8, 9, 10]
     labels = forget[1].tolist()
     after_preds = [r["pred_after"] for r in res["per_instance"]]
-    assert res["forget_success"] == pytest.approx(np.mean([p != l for p, l in zip(after_preds, labels)]))
+    assert res["forget_success"] == pytest.approx(np.mean([p != y for p, y in zip(after_preds, labels)]))
     after_test = predict(unlearned, test).preds
     assert res["agreement_test"] == pytest.approx((after_test == test[1]).float().mean().item())
     for key in ("mia_efficacy", "mia_tnr_test", "mia_attack_train_acc", "loss_auc"):

@@ -22,15 +22,14 @@ import numpy as np
 import pytest
 import torch
 
-from l2ul.cli import main
-
 from _cli_helpers import run, sha256
+from l2ul.cli import main
 from l2ul.errors import L2ULError
 from l2ul.models import create_model
 from l2ul.models.io import load_model, save_model
 
 FAST = ["--pgd-steps", "10", "--adv-per-instance", "2", "--pgd-eps", "0.5", "--max-steps", "300",
-        "--retain-eval-size", "300", "--quiet"]
+        "--retain-eval-size", "300", "--quiet", "--synth-images", "64", "--synth-steps", "20", "--repair-steps", "50"]
 # slow enough to be still running seconds after it starts (thousands of adversarial examples, 500 PGD steps)
 SLOW = ["--pgd-steps", "500", "--adv-per-instance", "3000", "--pgd-eps", "0.5", "--quiet"]
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
@@ -481,4 +480,4 @@ def test_audit_fields(capsys, base, tmp_path):
     assert cfg["seed"] == 2 and cfg["pgd_steps"] == 10 and cfg["max_steps"] == 300 and cfg["lr"] == 1e-3
     assert report["argv"][0] == "unlearn" and "--relabel-to" in report["argv"]
     assert report["dataset"]["spec"] == "digits" and report["dataset"]["n_train"] == 1437
-    assert set(report["timings_s"]) == {"adversarial", "importance", "optimization"}
+    assert set(report["timings_s"]) == {"adversarial", "importance", "optimization", "proxy", "teacher", "repair"}

@@ -7,9 +7,17 @@ import torch.nn.functional as F
 
 import l2ul
 from l2ul.errors import ConfigError, DataError
-from l2ul.synthesis import (adversarial_proxy, augment_images, bn_statistics_loss, cached_synthesis,
-                            invert_bn_statistics, mix_sources, mixup_images, state_dict_hash,
-                            synthesis_cache_path)
+from l2ul.synthesis import (
+    adversarial_proxy,
+    augment_images,
+    bn_statistics_loss,
+    cached_synthesis,
+    invert_bn_statistics,
+    mix_sources,
+    mixup_images,
+    state_dict_hash,
+    synthesis_cache_path,
+)
 
 SHAPE = (1, 8, 8)
 

@@ -8,13 +8,13 @@ __version__ = "0.2.0"
 
 from .attacks import AdversarialSet, TargetedL2PGD, generate_adversarial_set, random_other_labels
 from .config import PRESETS, UnlearnConfig
+from .data import DatasetBundle, load_dataset
 from .engine import UnlearnResult, resolve_device, unlearn
 from .errors import ConfigError, DataError, L2ULError, ModelFileError, RequestError
 from .importance import mas_importance, normalize_importance
 from .methods import UnlearningMethod, get_method, list_methods, register_method
 from .models import NormalizedClassifier, create_model, list_models, register_model
 from .models.io import import_state_dict, load_model, save_model
-from .data import DatasetBundle, load_dataset
 from .requests import DeletionRequest
 
 __all__ = [

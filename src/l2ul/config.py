@@ -20,14 +20,16 @@ TASKS = ("misclassify", "relabel")
 
 def _field(default: Any, group: str, help: str, *, minimum: Optional[float] = None, exclusive: bool = False,
            maximum: Optional[float] = None, choices: Optional[Tuple[str, ...]] = None, kind: Optional[type] = None, nullable: bool = False,
-           flag: bool = True) -> Any:
+           flag: bool = True, since: str = "0.1") -> Any:
     """A config field with its single source of truth: ``help`` (CLI help and docs), ``group`` (CLI option
     group), ``choices`` or a lower bound ``minimum`` (``exclusive``: strictly greater), ``nullable`` (``None``
-    allowed) and ``flag`` (whether commands expose it as ``--<name>``). Validation, the CLI flags of every
+    allowed), ``flag`` (whether commands expose it as ``--<name>``) and ``since`` (the release that added
+    it: results stores hash a field added after 0.2 only when it differs from its default, so folders
+    written before it existed keep resuming). Validation, the CLI flags of every
     command and the invalid-value tests are generated from it."""
     meta = {"group": group, "help": help, "minimum": minimum, "exclusive": exclusive, "maximum": maximum,
             "choices": choices,
-            "kind": kind or type(default), "nullable": nullable, "flag": flag}
+            "kind": kind or type(default), "nullable": nullable, "flag": flag, "since": since}
     return field(default=default, metadata=meta)
 
 
@@ -161,6 +163,26 @@ class UnlearnConfig:
                                    nullable=True)
     eval_batch_size: int = _field(1024, "other", "batch size of the stopping check and predictions", minimum=1)
 
+    repair_steps: int = _field(300, "repair", "step budget of the repair phase (method repair)", minimum=0,
+                               since="0.3")
+    repair_lr: float = _field(1e-3, "repair", "SGD learning rate of the repair phase", minimum=0, exclusive=True,
+                              since="0.3")
+    proxy_batch_size: int = _field(128, "repair", "proxy images distilled per repair step", minimum=1, since="0.3")
+    hinge_margin: float = _field(1.0, "repair", "logit margin the forget set keeps past its boundary", minimum=0,
+                                 since="0.3")
+    hinge_weight: float = _field(10.0, "repair", "weight of the forget-set margin constraint", minimum=0,
+                                 since="0.3")
+    repair_check_every: int = _field(25, "repair", "steps between checks of the stopping criterion", minimum=1,
+                                     since="0.3")
+    repair_tol: float = _field(0.02, "repair", "stop when the KL from the original on held-out proxy images "
+                               "improved by less than this fraction at two successive checks", since="0.3")
+    proxy_holdout: int = _field(512, "repair", "proxy images held out for the stopping criterion (at most 1/5)",
+                                minimum=0, since="0.3")
+    synth_images: int = _field(1024, "repair", "data-free: images synthesised from the model's BN statistics",
+                               minimum=1, since="0.3")
+    synth_steps: int = _field(200, "repair", "data-free: optimisation steps per synthesised batch", minimum=1,
+                              since="0.3")
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -179,6 +201,12 @@ class UnlearnConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def hashed_dict(self, exclude=("seed", "device")) -> Dict[str, Any]:
+        """The fields a result depends on, for results stores: without ``exclude``, and without fields added
+        after 0.2 that are at their default (so a hash written by 0.2 stays valid)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in exclude
+                and not (f.metadata["since"] > "0.2" and getattr(self, f.name) == f.default)}
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "UnlearnConfig":

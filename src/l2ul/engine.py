@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ._progress import progress_bar
-from .attacks import AdversarialSet, frozen_eval, make_adversarial_set
+from .attacks import AdversarialSet, frozen_eval
 from .config import TASKS, UnlearnConfig
 from .errors import ConfigError, RequestError
 from .methods import MethodContext, Phase, UnlearningMethod, get_method
@@ -210,9 +210,10 @@ def _check_data(m: UnlearningMethod, data: Dict[str, Any]) -> None:
             what = _DATA_WORDS.get(name, f"{name!r} data")
             raise ConfigError(f"method {m.name!r} needs {what}: pass {name}=... (for retain: (images, labels) or "
                               "a Dataset); the methods that do not declare it use only the forget set")
-    extra = sorted(n for n, v in data.items() if v is not None and n not in m.data)
+    extra = sorted(n for n, v in data.items() if v is not None and n not in m.data + m.optional_data)
     if extra:
-        uses = ("only the forget set" if not m.data else "only " + ", ".join(m.data))
+        known = m.data + m.optional_data
+        uses = ("only the forget set" if not known else "only the forget set and " + ", ".join(known))
         raise ConfigError(f"method {m.name!r} uses {uses}; do not pass {' or '.join(extra)} data")
 
 
@@ -345,7 +346,7 @@ def _make_context(m: UnlearningMethod, work: nn.Module, x_f, y_f, task: str, tar
 
 # --------------------------------------------------------------------------------------------------------
 
-def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, method: Union[str, UnlearningMethod] = "l2ul",
+def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, method: Union[str, UnlearningMethod] = "repair",
             task: str = "misclassify", targets=None, config: Optional[UnlearnConfig] = None, retain=None,
             data: Optional[Dict[str, Any]] = None, inplace: bool = False, progress: bool = False,
             ingredients: Optional[Dict[str, Any]] = None, adversarial: Optional[AdversarialSet] = None,
@@ -356,7 +357,9 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
 
     Parameters
     ----------
-    method: a registered method name (see :func:`l2ul.list_methods`) or an :class:`UnlearningMethod`.
+    method: a registered method name (see :func:`l2ul.list_methods`) or an :class:`UnlearningMethod`; default
+        ``"repair"`` (forget, then repair on proxy images: ``data={"proxy": images}``, data-free without);
+        the paper's method is ``"l2ul"``.
     task: ``"misclassify"`` (each instance leaves its label) or ``"relabel"`` (each instance is predicted as
         its entry in ``targets``).
     config: :class:`UnlearnConfig`; default is the paper's CIFAR-10 recipe.
@@ -399,7 +402,7 @@ def _optimise(m: UnlearningMethod, work: nn.Module, ctx: MethodContext, timings:
     """Run the method's phases on ``work`` and build the result."""
     phases = m.phases(ctx)
     check = _Checker(work, ctx)
-    bn_stats = _running_stats(work) if any(p.bn == "train" for p in phases) else {}
+    bn_stats = _running_stats(work)
     history: List[float] = []
     done, score, finite, preds = check()
     status, message, steps = ("converged", "the request already holds for the original model", 0) if done else (None, "", 0)
@@ -439,14 +442,16 @@ def _optimise(m: UnlearningMethod, work: nn.Module, ctx: MethodContext, timings:
 
 def prepare_ingredients(model: nn.Module, forget_images: torch.Tensor, forget_labels, names, *,
                         config: Optional[UnlearnConfig] = None, task: str = "misclassify", targets=None,
-                        progress: bool = False) -> Dict[str, Any]:
+                        data: Optional[Dict[str, Any]] = None, progress: bool = False) -> Dict[str, Any]:
     """The ingredients ``names`` (in that order) exactly as :func:`unlearn` would prepare them first on this
     request with ``config`` (a fresh generator seeded with ``config.seed``), each timed (``.seconds``), on
-    ``model`` itself (left unchanged). Pass the result as ``ingredients=`` to several methods to run them on
+    ``model`` itself (left unchanged); ``data`` as for :func:`unlearn`. Pass the result as ``ingredients=`` to several methods to run them on
     identical ingredients (``l2ul bench`` does)."""
     cfg = (config or UnlearnConfig()).validate()
     x_f, y_f = _as_tensors(forget_images, forget_labels, "forget")
     device = resolve_device(cfg.device)
     ctx = _make_context(get_method("neggrad"), model, x_f.to(device), y_f.to(device), task, targets, cfg, device,
-                        {}, progress)
-    return {name: _ingredients.prepare(name, ctx) for name in dict.fromkeys(names)}
+                        data or {}, progress)
+    for name in dict.fromkeys(names):       # in order: an ingredient may use the ones before it
+        ctx.ingredients[name] = _ingredients.prepare(name, ctx)
+    return dict(ctx.ingredients)

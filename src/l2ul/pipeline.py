@@ -73,15 +73,30 @@ def input_hashes(paths: Sequence[Union[str, Path]]) -> Dict[str, str]:
     return {str(p): sha256_file(p) for p in paths}
 
 
-def method_data(method, bundle, request_ids: Sequence[int]) -> Dict[str, Any]:
+def method_data(method, bundle, request_ids: Sequence[int], *, proxy: Optional[str] = None,
+                allow_training_proxy: bool = False) -> Dict[str, Any]:
     """The data a method declares it needs, from the dataset: ``retain`` is the training data outside the
-    request (only ``oracle``-like methods declare it)."""
+    request (only ``oracle``-like methods declare it); ``proxy`` the unlabeled images of the spec ``proxy``
+    (:func:`l2ul.proxy.load_proxy`), refused when they overlap the training split unless
+    ``allow_training_proxy`` (and always when they contain a forget instance)."""
+    from .errors import ConfigError
     from .methods import get_method
 
     m = get_method(method)
     data: Dict[str, Any] = {}
     if "retain" in m.data:
         data["retain"] = bundle.train_subset(bundle.retain_indices(list(request_ids)))
+    if proxy is not None:
+        if "proxy" not in m.data + m.optional_data:
+            raise ConfigError(f"method {m.name!r} does not use proxy data; drop it or use method 'repair'",
+                              field="proxy")
+        from .proxy import check_not_training_data, describe_proxy, load_proxy
+
+        xf, _ = bundle.stack_train(list(request_ids))
+        images = load_proxy(proxy, image_shape=tuple(xf.shape[1:]))
+        check_not_training_data(images, bundle, allow=allow_training_proxy, forget=xf)
+        images.l2ul_source = describe_proxy(proxy, images)
+        data["proxy"] = images
     missing = [n for n in m.data if n not in data]
     if missing:
         raise L2ULError(f"method {m.name!r} needs {', '.join(missing)} data, which this command cannot supply")
@@ -132,9 +147,16 @@ def _report(*, result, cfg, bundle, dataset_spec, request, inputs, input_sha, mo
         "adversarial_success": result.adversarial_success,
         "score_with_original_bn_stats": result.score_with_original_bn_stats,
         "holds_with_original_bn_stats": result.holds_with_original_bn_stats,
+        "proxy": _proxy_source(result),
         "note_retain": ("the method trained on the remaining data; D_r is measured on a subset of it"
                         if "retain" in _method_obj(result.method).data else None),
     }
+
+
+def _proxy_source(result) -> Optional[str]:
+    """Which proxy images the method distilled on (the report says so), or ``None``."""
+    p = result.ingredients.get("proxy")
+    return None if p is None else p.source
 
 
 def _method_obj(name):
@@ -160,7 +182,8 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
                 arch: Optional[str] = None, weights: Optional[str] = None, num_classes: Optional[int] = None,
                 dataset: str = "digits", data_dir=None, download: bool = False, forget_ids: Optional[str] = None,
                 forget_random: Optional[int] = None, relabel_to: Optional[str] = None, seed: int = 0,
-                method: str = "l2ul", config: Optional[UnlearnConfig] = None, report: Optional[str] = None,
+                method: str = "repair", config: Optional[UnlearnConfig] = None, report: Optional[str] = None,
+                proxy: Optional[str] = None, allow_training_proxy: bool = False,
                 overwrite: bool = False, keep_unconverged: bool = False, retain_eval_size: int = 10000,
                 progress: bool = False, log: Optional[Log] = None, argv: Optional[Sequence[str]] = None
                 ) -> RequestOutcome:
@@ -169,7 +192,9 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     ``model``: an l2ul model file (or an ``nn.Module`` already loaded), or ``arch`` + ``weights`` for a foreign
     checkpoint. ``dataset``: a dataset spec (:func:`l2ul.load_dataset`). The request: ``forget_ids`` (a comma
     list or a file) or ``forget_random`` (K random instances with ``seed``), ``relabel_to`` for the relabel
-    task. ``config``'s seed is replaced by ``seed``. ``out``: the model file; ``report``: its JSON report
+    task. ``method``: default ``repair`` (forget, then repair); ``proxy``: a proxy-image spec for it
+    (``npz:PATH``, ``imagefolder:PATH``; data-free without one), refused if it overlaps the training split
+    unless ``allow_training_proxy``. ``config``'s seed is replaced by ``seed``. ``out``: the model file; ``report``: its JSON report
     (default ``OUT.report.json``). The model is written only if the run converged (or ``keep_unconverged``
     and it did not diverge); the report always. ``log``: called with progress lines.
     """
@@ -190,7 +215,7 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     request = build_request(n_train=bundle.n_train, train_labels=bundle.train_labels, num_classes=bundle.num_classes,
                             forget_ids=forget_ids, forget_random=forget_random, relabel_to=relabel_to, seed=seed,
                             train_ids=bundle.train_ids, class_names=bundle.class_names)
-    data = method_data(method, bundle, request.ids)
+    data = method_data(method, bundle, request.ids, proxy=proxy, allow_training_proxy=allow_training_proxy)
     xf, yf = bundle.stack_train(request.ids)
     log(f"l2ul: {bundle.name}: forgetting {len(request.ids)} instance(s) with {method} ({request.task}); "
         f"device {cfg.device or 'auto'}")

@@ -60,5 +60,3 @@ __all__ = [
     "RETAIN_EVAL_SEED",
 ]
 
-#: the former private name, still imported by :mod:`l2ul.cli.bench`
-_methods = resolve_methods

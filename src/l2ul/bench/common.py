@@ -60,10 +60,16 @@ def model_on(model: nn.Module, device: torch.device) -> nn.Module:
     return copy.deepcopy(model).to(device).eval()
 
 
-def phase_times(timings: Dict[str, float]) -> Dict[str, float]:
-    """The record fields of an engine result's phase ``timings``: the three phases and their sum."""
-    rec = {"time_adversarial": float(timings.get("adversarial", 0.0)),
-           "time_importance": float(timings.get("importance", 0.0)),
-           "time_optimization": float(timings.get("optimization", 0.0))}
-    rec["time_total"] = rec["time_adversarial"] + rec["time_importance"] + rec["time_optimization"]
+def phase_times(timings: Dict[str, float], phases=()) -> Dict[str, Any]:
+    """The record fields of an engine result's ``timings`` (``time_<name>`` for the three phases of 0.2 and
+    every other ingredient or phase the method timed) and their sum ``time_total``; with more than one
+    optimisation phase also ``steps_<phase>``."""
+    rec: Dict[str, Any] = {"time_adversarial": float(timings.get("adversarial", 0.0)),
+                           "time_importance": float(timings.get("importance", 0.0)),
+                           "time_optimization": float(timings.get("optimization", 0.0))}
+    for name, sec in timings.items():
+        rec.setdefault(f"time_{name}", float(sec))
+    rec["time_total"] = sum(v for v in rec.values())
+    if len(phases) > 1:
+        rec.update({f"steps_{p['name']}": p["steps"] for p in phases})
     return rec

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..config import UnlearnConfig
 from ..data import DatasetBundle
-from ..engine import resolve_device, unlearn
+from ..engine import prepare_ingredients, resolve_device, unlearn
 from ..errors import ConfigError
 from ..evaluation import Predictions, accuracy_from_predictions, agreement, predict
 from ..loading import check_fit
@@ -27,6 +27,10 @@ from .common import (
     resolve_methods,
 )
 from .machine import peak
+from .proxy import describe as proxy_describe
+from .proxy import hashed as proxy_hashed
+from .proxy import method_data as proxy_method_data
+from .proxy import proxy_images, split_test
 from .render import fmt_pct, write_continual_outputs
 from .splits import continual_forget_sets, eval_data, eval_splits, remaining_data
 from .store import (
@@ -63,8 +67,11 @@ class _Continual:
     log: Log
     config_name: Optional[str]
     num_workers: int
+    test_eval: Optional[np.ndarray] = None       # D_test indices (None: the whole test split)
+    proxy: Optional[torch.Tensor] = None          # proxy images split from the test set (proxy_test_split)
     out: Path = Path()
     records: List[Dict[str, Any]] = field(default_factory=list)
+    shared: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def jsonl(self) -> Path:
@@ -93,11 +100,12 @@ def _acc(p: Predictions, idx: Optional[Sequence[int]]) -> Optional[float]:
 def _plan(model: nn.Module, bundle: DatasetBundle, cfg0: UnlearnConfig, device: torch.device, *,
           methods: List[str], requests: int, k: int, seed: int, retain_eval_size: Optional[int],
           oracle_pool_size: Optional[int], progress: bool, log: Log, config_name: Optional[str],
-          num_workers: int) -> _Continual:
+          num_workers: int, proxy_test_split: Optional[int] = None) -> _Continual:
     """The requests' forget sets, the D_r subset and oracle pool, and the settings of a continual run."""
     sets = continual_forget_sets(bundle.n_train, requests, k, seed)
     retain_eval, oracle_pool = eval_splits(bundle.n_train, sets, retain_eval_size, oracle_pool_size=oracle_pool_size)
     method_objs = {m: get_method(m) for m in methods}
+    proxy_idx, test_eval = split_test(bundle, proxy_test_split)
     if any("retain" in o.data for o in method_objs.values()) and len(oracle_pool) == 0:
         raise ConfigError("no training data is left for the oracle's remaining data; lower --retain-eval-size")
     settings = common_settings(
@@ -105,14 +113,21 @@ def _plan(model: nn.Module, bundle: DatasetBundle, cfg0: UnlearnConfig, device: 
         oracle_pool=oracle_pool, oracle_pool_size=oracle_pool_size,
         forget_desc=(f"{requests} successive disjoint requests of {k} training instances each, drawn once from "
                      f"numpy default_rng({seed}).permutation(n_train) (un-augmented images)"),
-        extra_hashed={"requests": requests, "k": k, "seed": seed, "task": "misclassify"},
+        extra_hashed={"requests": requests, "k": k, "seed": seed, "task": "misclassify",
+                      **proxy_hashed(proxy_idx)},
         device=device, config_name=config_name, methods=methods,
         notes=["request r runs the engine with seed = seed * 1000 + r; adversarial examples and importance "
-               "are computed on the current model of each method, so they are not shared"])
+               "are computed on the current model of each method, so they are not shared",
+               "methods with a repair phase distil toward the model as it was before each request, on proxy "
+               "images prepared once from the original model, and keep every earlier request's instances "
+               "forgotten (keep_forgotten)"])
+    if proxy_idx is not None:
+        settings["test"] = proxy_describe(proxy_idx, test_eval)
     return _Continual(bundle=bundle, config=cfg0, methods=methods, requests=requests, k=k, seed=seed,
                       device=device, method_objs=method_objs, sets=sets, retain_eval=retain_eval,
                       oracle_pool=oracle_pool, settings=settings, progress=progress, log=log,
-                      config_name=config_name, num_workers=num_workers)
+                      config_name=config_name, num_workers=num_workers, test_eval=test_eval,
+                      proxy=proxy_images(bundle, proxy_idx))
 
 
 def _open(run: _Continual, out_dir) -> Tuple[List[str], Dict[str, int]]:
@@ -150,7 +165,7 @@ def _prepare_evaluation(run: _Continual, model: nn.Module) -> _Evaluation:
     bs = run.config.eval_batch_size
     train_eval = run.bundle.extra.get("train_eval", run.bundle.train)
     retain_data = eval_data(train_eval, run.retain_eval, bs, run.num_workers)
-    test_data = eval_data(run.bundle.test, None, bs, run.num_workers)
+    test_data = eval_data(run.bundle.test, run.test_eval, bs, run.num_workers)
     all_ids = [i for s in run.sets for i in s]
     forget_data = run.bundle.stack_train(all_ids)      # positions r*k .. (r+1)*k-1 are request r+1
     test0 = predict(dev_model, test_data, batch_size=bs)
@@ -175,7 +190,7 @@ def _request_record(run: _Continual, ev: _Evaluation, m: str, r: int, cfg: Unlea
     """The record of request ``r`` of method ``m``, evaluated on ``result.model``."""
     k = run.k
     rec = {"method": m, "request": r, "k": k, "seed": run.seed, "status": result.status,
-           "converged": result.converged, "steps": result.steps, **phase_times(result.timings)}
+           "converged": result.converged, "steps": result.steps, **phase_times(result.timings, result.phases)}
     if result.status == "diverged":
         rec.update(acc_retain=None, acc_test=None, acc_forget=None, acc_previously_forgotten=None,
                    acc_forgotten_so_far=None, acc_all_requests=None, agreement_test=None)
@@ -201,11 +216,24 @@ def _unlearn_request(run: _Continual, ev: _Evaluation, m: str, current: nn.Modul
     pos = list(range((r - 1) * k, r * k))
     xf, yf = ev.forget_data[0][pos], ev.forget_data[1][pos]
     cfg = run.config.replace(seed=run.seed * 1000 + r)
+    mo = run.method_objs[m]
     data = ({"retain": remaining_data(run.bundle.train, run.oracle_pool, cfg.retain_batch_size, cfg.seed,
-                                      run.num_workers)} if "retain" in run.method_objs[m].data else {})
+                                      run.num_workers)} if "retain" in mo.data else {})
+    data.update(proxy_method_data(mo, run.proxy))
+    if "keep_forgotten" in mo.optional_data and r > 1:
+        earlier = list(range((r - 1) * k))
+        data["keep_forgotten"] = (ev.forget_data[0][earlier], ev.forget_data[1][earlier])
+    given = {}
+    if "proxy" in mo.ingredients:
+        # the proxy images are prepared once, from the original model (data-free: one synthesis per model);
+        # the teacher outputs are the current model's, i.e. the model as it was before this request
+        if "proxy" not in run.shared:
+            run.shared["proxy"] = prepare_ingredients(ev.model, xf, yf, ["proxy"], config=cfg, data=data,
+                                                      progress=run.progress)["proxy"]
+        given["proxy"] = run.shared["proxy"]
     # the first request copies the original; later ones update this method's own model in place
     result = unlearn(current, xf, yf, method=m, config=cfg, data=data, progress=run.progress,
-                     inplace=current is not ev.model)
+                     inplace=current is not ev.model, ingredients=given)
     return result, _request_record(run, ev, m, r, cfg, result, pos)
 
 
@@ -261,7 +289,7 @@ def run_continual(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[
                   requests: int = 8, k: int = 16, seed: int = 0, config: Optional[UnlearnConfig] = None,
                   out_dir, retain_eval_size: Optional[int] = 10000, oracle_pool_size: Optional[int] = None,
                   progress: bool = True, log: Optional[Log] = print, config_name: Optional[str] = None,
-                  num_workers: int = 0) -> List[Dict[str, Any]]:
+                  num_workers: int = 0, proxy_test_split: Optional[int] = None) -> List[Dict[str, Any]]:
     """``requests`` successive deletion requests of ``k`` instances each (disjoint, drawn once from ``seed``,
     see :func:`continual_forget_sets`) applied one after another to the same model, per method.
 
@@ -285,7 +313,7 @@ def run_continual(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[
     device = resolve_device(cfg0.device)
     run = _plan(model, bundle, cfg0, device, methods=methods, requests=requests, k=k, seed=seed,
                 retain_eval_size=retain_eval_size, oracle_pool_size=oracle_pool_size, progress=progress, log=log,
-                config_name=config_name, num_workers=num_workers)
+                config_name=config_name, num_workers=num_workers, proxy_test_split=proxy_test_split)
     todo, resume_at = _open(run, out_dir)
     if todo:
         ev = _prepare_evaluation(run, model)

@@ -36,6 +36,10 @@ from .common import (
     resolve_methods,
 )
 from .machine import peak
+from .proxy import describe as proxy_describe
+from .proxy import hashed as proxy_hashed
+from .proxy import method_data as proxy_method_data
+from .proxy import proxy_images, split_test
 from .render import cell_line, cell_name, fmt_pct, sort_records, write_bench_outputs
 from .splits import eval_data, eval_splits, remaining_data
 from .store import append_jsonl, common_settings, open_out_dir
@@ -64,6 +68,8 @@ class _Grid:
     log: Log
     config_name: Optional[str]
     num_workers: int
+    test_eval: Optional[np.ndarray] = None       # D_test indices (None: the whole test split)
+    proxy: Optional[torch.Tensor] = None          # proxy images split from the test set (proxy_test_split)
     out: Path = Path()
     records: List[Dict[str, Any]] = field(default_factory=list)
     done: Set[Tuple[str, int, int]] = field(default_factory=set)
@@ -100,13 +106,14 @@ class _Group:
 def _plan(model: nn.Module, bundle: DatasetBundle, cfg0: UnlearnConfig, device: torch.device, *,
           methods: List[str], ks: List[int], seeds: List[int], retain_eval_size: Optional[int],
           oracle_pool_size: Optional[int], mia_max_samples: Optional[int], mia_attack: str, progress: bool,
-          log: Log, config_name: Optional[str], num_workers: int) -> _Grid:
-    """The forget sets, the D_r subset and oracle pool, and the settings of a grid run."""
+          log: Log, config_name: Optional[str], num_workers: int, proxy_test_split: Optional[int] = None) -> _Grid:
+    """The forget sets, the D_r subset and oracle pool, the proxy split, and the settings of a grid run."""
     n_train = bundle.n_train
     forget = {(k, s): random_forget_ids(k, n_train=n_train, seed=s) for k in ks for s in seeds}
     retain_eval, oracle_pool = eval_splits(n_train, forget.values(), retain_eval_size,
                                            oracle_pool_size=oracle_pool_size)
     method_objs = {m: get_method(m) for m in methods}
+    proxy_idx, test_eval = split_test(bundle, proxy_test_split)
     if any("retain" in o.data for o in method_objs.values()) and len(oracle_pool) == 0:
         raise ConfigError(f"no training data is left for the oracle's remaining data: the D_r subset "
                           f"({len(retain_eval)}) and the forget sets cover the training set; lower --retain-eval-size")
@@ -121,12 +128,15 @@ def _plan(model: nn.Module, bundle: DatasetBundle, cfg0: UnlearnConfig, device: 
         forget_desc=(f"k training instances per request, random_forget_ids(k, seed) for k in {ks}, seeds {seeds} "
                      "(un-augmented images)"),
         extra_hashed={"ks": sorted(ks), "seeds": sorted(seeds), "mia_max_samples": mia_max_samples,
-                      "mia_attack": mia_attack, "task": "misclassify"},
+                      "mia_attack": mia_attack, "task": "misclassify", **proxy_hashed(proxy_idx)},
         device=device, config_name=config_name, methods=methods, notes=notes)
+    if proxy_idx is not None:
+        settings["test"] = proxy_describe(proxy_idx, test_eval)
     return _Grid(bundle=bundle, config=cfg0, methods=methods, ks=ks, seeds=seeds, device=device,
                  method_objs=method_objs, forget=forget, retain_eval=retain_eval, oracle_pool=oracle_pool,
                  settings=settings, mia_max_samples=mia_max_samples, mia_attack=mia_attack, progress=progress,
-                 log=log, config_name=config_name, num_workers=num_workers)
+                 log=log, config_name=config_name, num_workers=num_workers, test_eval=test_eval,
+                 proxy=proxy_images(bundle, proxy_idx))
 
 
 def _open(run: _Grid, out_dir) -> int:
@@ -151,7 +161,7 @@ def _prepare_evaluation(run: _Grid, model: nn.Module) -> _Evaluation:
     bs = run.config.eval_batch_size
     train_eval = run.bundle.extra.get("train_eval", run.bundle.train)
     retain_data = eval_data(train_eval, run.retain_eval, bs, run.num_workers)
-    test_data = eval_data(run.bundle.test, None, bs, run.num_workers)
+    test_data = eval_data(run.bundle.test, run.test_eval, bs, run.num_workers)
     t0 = time.perf_counter()
     retain_pred = predict(dev_model, retain_data, batch_size=bs)
     test_pred = predict(dev_model, test_data, batch_size=bs)
@@ -172,7 +182,7 @@ def _prepare_group(run: _Grid, ev: _Evaluation, k: int, seed: int, pending: List
     # engine would prepare it first, and passed to each method that declares it
     needed = [n for m in pending for n in run.method_objs[m].ingredients]
     shared = prepare_ingredients(ev.model, xf.to(run.device), yf.to(run.device), needed, config=cfg,
-                                 progress=run.progress)
+                                 progress=run.progress, data={"proxy": run.proxy} if run.proxy is not None else None)
     n_adv_methods = sum("adversarial" in run.method_objs[m].ingredients for m in run.methods)
     return _Group(k, seed, ids, xf, yf, cfg, original, shared, n_adv_methods)
 
@@ -200,7 +210,7 @@ def _cell_record(run: _Grid, g: _Group, m: str, result, *, t_unlearn: float, t_e
     """The flat record of one cell (the keys in the order of ``results.csv``'s columns)."""
     rec: Dict[str, Any] = {
         "method": m, "k": g.k, "seed": g.seed, "status": result.status,
-        "converged": result.converged, "steps": result.steps, **phase_times(result.timings),
+        "converged": result.converged, "steps": result.steps, **phase_times(result.timings, result.phases),
     }
     rec["time_unlearn_call"] = t_unlearn
     rec["time_evaluation"] = t_eval
@@ -213,6 +223,8 @@ def _cell_record(run: _Grid, g: _Group, m: str, result, *, t_unlearn: float, t_e
     rec.update({f: getattr(g.config, f) for f in RECORD_CONFIG_FIELDS})
     rec["device"] = str(run.device)
     rec["message"] = result.message
+    if result.ingredients.get("proxy") is not None:
+        rec["proxy"] = result.ingredients["proxy"].source
     rec["settings_hash"] = run.settings["settings_hash"]
     return rec
 
@@ -234,6 +246,7 @@ def _run_cell(run: _Grid, ev: _Evaluation, g: _Group, m: str) -> None:
     t_cell = time.perf_counter()
     data = {"retain": remaining_data(run.bundle.train, run.oracle_pool, g.config.retain_batch_size, g.seed,
                                      run.num_workers)} if "retain" in run.method_objs[m].data else {}
+    data.update(proxy_method_data(run.method_objs[m], run.proxy))
     result = unlearn(ev.model, g.xf, g.yf, method=m, config=g.config, data=data, progress=run.progress,
                      ingredients=g.shared)
     t_unlearn = time.perf_counter() - t_cell
@@ -275,15 +288,16 @@ def run_bench(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[str]
               ks: Sequence[int] = DEFAULT_KS, seeds: Sequence[int] = (0,), config: Optional[UnlearnConfig] = None,
               out_dir, retain_eval_size: Optional[int] = 10000, oracle_pool_size: Optional[int] = None,
               mia_max_samples: Optional[int] = 5000, mia_attack: str = "svc", progress: bool = True,
-              log: Optional[Log] = print, config_name: Optional[str] = None, num_workers: int = 0
-              ) -> List[Dict[str, Any]]:
+              log: Optional[Log] = print, config_name: Optional[str] = None, num_workers: int = 0,
+              proxy_test_split: Optional[int] = None) -> List[Dict[str, Any]]:
     """Run every (method, k, seed) cell of the grid on ``model`` (the original, left untouched) and return
     one flat record per cell (see :mod:`l2ul.bench` for what is measured and written).
 
     Resumable: cells already in ``out_dir/results.jsonl`` with the same settings are not recomputed; a
     different setting (model weights, dataset, config other than seed/device, ks, seeds, D_r subset size,
     oracle pool size, MIA settings) raises :class:`L2ULError` asking for a new ``out_dir``. ``methods`` may
-    change between runs. ``config.seed`` is replaced by each cell's grid seed.
+    change between runs. ``config.seed`` is replaced by each cell's grid seed. ``proxy_test_split=N``: N test
+    images become the proxy of methods that use one (:mod:`l2ul.bench.proxy`); D_test is the rest.
     """
     cfg0 = (config or UnlearnConfig()).validate()
     methods = resolve_methods(methods)
@@ -295,7 +309,8 @@ def run_bench(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[str]
     device = resolve_device(cfg0.device)
     run = _plan(model, bundle, cfg0, device, methods=methods, ks=ks, seeds=seeds, retain_eval_size=retain_eval_size,
                 oracle_pool_size=oracle_pool_size, mia_max_samples=mia_max_samples, mia_attack=mia_attack,
-                progress=progress, log=log, config_name=config_name, num_workers=num_workers)
+                progress=progress, log=log, config_name=config_name, num_workers=num_workers,
+                proxy_test_split=proxy_test_split)
     if _open(run, out_dir):
         _run_cells(run, model)
     records = sort_records(run.records, methods, ks, seeds)

@@ -56,7 +56,8 @@ def settings_hash(settings: Mapping[str, Any]) -> str:
 
 
 def _hashed_config(config: UnlearnConfig) -> Dict[str, Any]:
-    return {k: v for k, v in config.to_dict().items() if k not in _UNHASHED_CONFIG}
+    # fields added after 0.2 enter the hash only when set, so folders written by 0.2 keep resuming
+    return config.hashed_dict(exclude=_UNHASHED_CONFIG)
 
 
 def _legacy_hashed(hashed: Mapping[str, Any]) -> Dict[str, Any]:

@@ -35,6 +35,9 @@ def add_arguments(parser) -> None:
                     help="size of the fixed random D_r subset accuracy is measured on (default %(default)s)")
     ev.add_argument("--oracle-pool-size", type=int, default=None,
                     help="cap on the remaining data the oracle fine-tunes on (default: all outside D_r subset)")
+    ev.add_argument("--proxy-test-split", type=int, default=None, metavar="N",
+                    help="use N random test images as the unlabeled proxy of methods that take one (repair) and "
+                         "measure D_test on the other test images only (default: no proxy; repair is data-free)")
     ev.add_argument("--mia-max-samples", type=int, default=5000,
                     help="MIA attack samples per class (default %(default)s)")
     ev.add_argument("--mia-attack", choices=("svc", "logistic"), default="svc",
@@ -45,13 +48,13 @@ def add_arguments(parser) -> None:
 
 def cmd_bench(args) -> int:
     """Run ``l2ul bench`` from parsed arguments (see :func:`add_arguments`)."""
-    from ..bench import DEFAULT_KS, _methods, run_bench, run_continual
+    from ..bench import DEFAULT_KS, resolve_methods, run_bench, run_continual
     from ..data import load_dataset
     from ..errors import ConfigError
     from ..loading import check_fit
 
     config, config_name = config_from_args(args)
-    methods = _methods(args.methods)
+    methods = resolve_methods(args.methods)
     seeds = _csv_ints(args.seeds, "--seeds")
     continual = args.requests is not None
     ks = ([16] if continual else list(DEFAULT_KS)) if args.k is None else _csv_ints(args.k, "--k")
@@ -64,7 +67,8 @@ def cmd_bench(args) -> int:
     check_fit(model, bundle)
     common = dict(methods=methods, config=config, out_dir=args.out, retain_eval_size=args.retain_eval_size,
                   oracle_pool_size=args.oracle_pool_size, progress=not getattr(args, "no_progress", False),
-                  log=print, config_name=config_name, num_workers=getattr(args, "workers", 0))
+                  log=print, config_name=config_name, num_workers=getattr(args, "workers", 0),
+                  proxy_test_split=args.proxy_test_split)
     if continual:
         if len(seeds) > 1:
             print(f"continual mode uses one seed; using {seeds[0]}")

@@ -11,7 +11,14 @@ def add_arguments(p) -> None:
     add_model_args(p)
     add_data_args(p)
     add_request_args(p)
-    p.add_argument("--method", default="l2ul", choices=list_methods(), help="(default: %(default)s)")
+    p.add_argument("--method", default="repair", choices=list_methods(),
+                   help="(default: %(default)s, forget then repair; the paper's method is l2ul; see `l2ul info`)")
+    g = p.add_argument_group("proxy data (method repair)")
+    g.add_argument("--proxy-data", metavar="SPEC",
+                   help="unlabeled in-domain images to repair on: npz:PATH (key x) or imagefolder:PATH; labels are "
+                        "never read (default: data-free, images synthesised from the model, cached)")
+    g.add_argument("--allow-training-proxy", action="store_true",
+                   help="accept proxy images from the training split (that makes it the oracle)")
     add_config_arguments(p)
     g = p.add_argument_group("output")
     g.add_argument("--out", required=True, metavar="FILE", help="where to write the unlearned model")
@@ -32,7 +39,7 @@ def cmd_unlearn(args) -> int:
         out=args.out, model=args.model, arch=args.arch, weights=args.weights, num_classes=args.num_classes,
         dataset=args.dataset, data_dir=args.data_dir, download=args.download, forget_ids=args.forget_ids,
         forget_random=args.forget_random, relabel_to=args.relabel_to, seed=args.seed, method=args.method,
-        config=cfg, report=args.report, overwrite=args.overwrite, keep_unconverged=args.keep_unconverged,
+        config=cfg, proxy=args.proxy_data, allow_training_proxy=args.allow_training_proxy, report=args.report, overwrite=args.overwrite, keep_unconverged=args.keep_unconverged,
         retain_eval_size=args.retain_eval_size, progress=not args.quiet, log=eprint,
         argv=getattr(args, "argv", None))
     _print_outcome(outcome, args)

@@ -149,6 +149,8 @@ class UnlearningMethod:
     ingredients: Tuple[str, ...] = ()
     #: data the caller must supply, by name ("retain": remaining training data); any other is refused
     data: Tuple[str, ...] = ()
+    #: data the method uses when the caller supplies it (e.g. "proxy": unlabeled images)
+    optional_data: Tuple[str, ...] = ()
     #: what the method needs beyond the model and the forget set, in words, for `l2ul info` and the README
     data_needs: str = "none"
     #: where the method comes from

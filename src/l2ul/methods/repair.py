@@ -1,0 +1,202 @@
+"""``repair``: forget, then repair. l2ul's recommended method (the default of ``l2ul unlearn``).
+
+Phase 1 (``optimization``, a forget phase) reaches the task with a bounded forget term and fixed targets:
+cross-entropy toward each instance's nearest wrong class, **fixed once from the original model's logits**
+(``misclassify``), or toward its relabel target (``relabel``), with batch norm frozen (eval mode), so the
+forgetting lives in the weights and holds with the original running statistics. Recomputing the nearest
+class every step made the whole model drift into one "sink" class (BENCHMARKS.md §4b); a fixed target does
+not.
+
+Phase 2 (``repair``) distils the original model back into the unlearned one on unlabeled **proxy** images,
+under a constraint that keeps the task satisfied with a margin:
+``hinge_weight * mean(relu(z_y - max_{j != y} z_j + hinge_margin))`` on the forget set (for ``relabel``:
+``relu(max_{j != t} z_j - z_t + margin)``; instances of earlier requests given as ``keep_forgotten`` data
+are constrained the same way) ``+ KL(original || current)`` on a batch of ``proxy_batch_size`` proxy images.
+The engine checks the task after every repair step and never returns a model for which it does not hold.
+The repair stops on a documented criterion that never looks at the remaining training data or the test
+data: every ``repair_check_every`` steps the KL divergence from the original model is measured on a held-out
+slice of the proxy (``proxy_holdout`` images never used for distillation); the repair stops when it improved
+by less than ``repair_tol`` (relative) at two successive checks, or after ``repair_steps`` steps.
+
+Proxy sources (``data={"proxy": images}``, ``--proxy-data SPEC``): any unlabeled in-domain images the model
+owner has (a validation split, public images, recent production inputs; labels are never read). Without
+one the method is **data-free**: it synthesises ``synth_images`` images from the model alone by inverting
+its batch-norm statistics (DeepInversion, Yin et al., *Dreaming to Distill: Data-free Knowledge Transfer via
+DeepInversion*, CVPR 2020, github.com/NVlabs/DeepInversion; :mod:`l2ul.synthesis`), cached per model hash,
+so the synthesis is a one-time cost per model (reported as ``timings["proxy"]``).
+The forget term follows the boundary-crossing target of Boundary Shrink (Chen et al., CVPR 2023); the
+distillation toward the original is the "good teacher" term of SCRUB (Kurmanji et al., NeurIPS 2023), here
+on proxy data instead of the remaining data.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._progress import progress_bar
+from ._registry import register_method
+from .base import MethodContext, Phase, UnlearningMethod, cycle_batches, sgd
+from .ingredients import register_ingredient
+
+
+class _Proxy:
+    """The proxy images (float [N, C, H, W] in [0, 1]) and where they came from."""
+
+    def __init__(self, images: torch.Tensor, source: str, seconds: float = 0.0, from_cache: bool = False):
+        self.images, self.source, self.seconds, self.from_cache = images, source, seconds, from_cache
+
+
+@register_ingredient("proxy", description="unlabeled proxy images: the caller's, or synthesised from the model")
+def proxy_images(ctx: MethodContext) -> _Proxy:
+    """The caller's proxy images (``data["proxy"]``), else images synthesised from the original model's
+    batch-norm statistics (cached per model and settings)."""
+    given = ctx.data.get("proxy")
+    if given is not None:
+        images = given if isinstance(given, torch.Tensor) else torch.as_tensor(given)
+        source = getattr(given, "l2ul_source", None) or f"caller's proxy images ({images.shape[0]})"
+        return _Proxy(images.float(), source)
+    from ..synthesis import cached_synthesis
+
+    cfg = ctx.config
+    bar = progress_bar(ctx.progress, cfg.synth_images, "synthesising proxy images (one-time, cached)")
+    res = cached_synthesis(ctx.model, cfg.synth_images, image_shape=tuple(ctx.x_forget.shape[1:]),
+                           num_classes=ctx.num_classes, steps=cfg.synth_steps, seed=0,
+                           progress=(lambda done, total: bar.update(done - bar.n)) if bar else None)
+    if bar:
+        bar.close()
+    # a cache hit costs only the read (timed by the engine); the one-time synthesis time stays in the source
+    return _Proxy(res.images, "data-free: " + res.describe(), 0.0 if res.from_cache else res.seconds,
+                  res.from_cache)
+
+
+@register_ingredient("teacher", description="the original model's logits on the proxy images")
+def teacher_logits(ctx: MethodContext) -> torch.Tensor:
+    """The original model's logits on every proxy image (eval mode), computed once: the distillation
+    targets of the repair phase, so no copy of the original model is kept."""
+    images = ctx.ingredients["proxy"].images
+    was = ctx.model.training
+    ctx.model.eval()
+    out = []
+    with torch.inference_mode():
+        for s in range(0, images.shape[0], ctx.config.eval_batch_size):
+            out.append(ctx.model(images[s:s + ctx.config.eval_batch_size].to(ctx.device)).float())
+    ctx.model.train(was)
+    return torch.cat(out).clone()
+
+
+def margin_violation(logits: torch.Tensor, labels: torch.Tensor, task: str, margin: float) -> torch.Tensor:
+    """Per instance ``relu(z_y - max_{j != y} z_j + margin)`` (``misclassify``: ``labels`` are the labels to
+    stay away from) or ``relu(max_{j != t} z_j - z_t + margin)`` (``relabel``: ``labels`` are the targets).
+    Zero when the instance satisfies its task with at least ``margin`` logits to spare."""
+    z_y = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+    gap = z_y - others if task == "misclassify" else others - z_y
+    return F.relu(gap + margin)
+
+
+@register_method
+class Repair(UnlearningMethod):
+    """Forget with fixed nearest-class targets and frozen batch norm, then repair by distilling the original
+    model on proxy images under a margin constraint on the forget set (see the module docstring)."""
+
+    name = "repair"
+    description = "forget (fixed nearest-class targets, frozen BN), then repair by distillation on proxy images"
+    ingredients = ("proxy", "teacher")
+    optional_data = ("proxy", "keep_forgotten")
+    data_needs = "none (data-free), or unlabeled proxy images (--proxy-data)"
+    source = "l2ul; DeepInversion (Yin et al., CVPR 2020) for the data-free proxy"
+
+    def setup(self, ctx: MethodContext) -> None:
+        if ctx.task == "misclassify":
+            others = ctx.logits_before.scatter(1, ctx.y_forget[:, None], float("-inf"))
+            ctx.extras["forget_targets"] = others.argmax(1)       # fixed once, from the original model
+        else:
+            ctx.extras["forget_targets"] = ctx.targets
+        n = ctx.ingredients["proxy"].images.shape[0]
+        hold = min(ctx.config.proxy_holdout, n // 5)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(ctx.config.seed + 1))
+        ctx.extras["proxy_holdout"], ctx.extras["proxy_train"] = perm[:hold], perm[hold:]
+
+    def phases(self, ctx: MethodContext):
+        cfg = ctx.config
+        forget_batches = cycle_batches(ctx.x_forget.shape[0], cfg.forget_batch_size, ctx.generator)
+        targets = ctx.extras["forget_targets"]
+
+        def forget_loss(model: nn.Module, c: MethodContext) -> torch.Tensor:
+            idx = next(forget_batches).to(c.device)
+            return F.cross_entropy(model(c.x_forget[idx]), targets[idx])
+
+        repair = Phase("repair", "repair", cfg.repair_steps, _repair_optimizer(cfg), self._repair_loss(ctx),
+                       bn="freeze", should_stop=_KLPlateau(ctx))
+        return [Phase("optimization", "forget", cfg.max_steps, sgd(cfg), forget_loss, bn="freeze"), repair]
+
+    def _repair_loss(self, ctx: MethodContext):
+        cfg = ctx.config
+        proxy = ctx.ingredients["proxy"].images
+        teacher = ctx.ingredients["teacher"]
+        train_idx = ctx.extras["proxy_train"]
+        batches: Iterator[torch.Tensor] = (train_idx[i] for i in
+                                           cycle_batches(len(train_idx), cfg.proxy_batch_size, ctx.generator))
+        x_keep, y_keep = _constrained_set(ctx)
+
+        def loss(model: nn.Module, c: MethodContext) -> torch.Tensor:
+            idx = next(batches)
+            xb = proxy[idx].to(c.device)
+            logits = model(torch.cat([x_keep, xb]))
+            keep, student = logits[: x_keep.shape[0]], logits[x_keep.shape[0]:]
+            kd = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher[idx].to(c.device), 1),
+                          reduction="batchmean", log_target=True)
+            hinge = margin_violation(keep, y_keep, c.task, cfg.hinge_margin).mean()
+            return kd + cfg.hinge_weight * hinge
+
+        return loss
+
+
+def _constrained_set(ctx: MethodContext):
+    """The instances the repair keeps forgotten: this request's, plus ``keep_forgotten`` (earlier requests',
+    ``(images, labels)``, misclassify only)."""
+    x, y = ctx.x_forget, ctx.term_labels
+    earlier = ctx.data.get("keep_forgotten")
+    if earlier is not None and ctx.task == "misclassify":
+        x = torch.cat([x, earlier[0].to(ctx.device)])
+        y = torch.cat([y, torch.as_tensor(earlier[1]).long().to(ctx.device)])
+    return x, y
+
+
+def _repair_optimizer(cfg):
+    return lambda params: torch.optim.SGD(params, lr=cfg.repair_lr, momentum=cfg.momentum,
+                                          weight_decay=cfg.weight_decay)
+
+
+class _KLPlateau:
+    """Stop the repair when the KL divergence from the original model on the held-out proxy slice improved by
+    less than ``repair_tol`` (relative) at two successive checks, ``repair_check_every`` steps apart.
+    The agreement with the original on that slice is recorded beside it (``ctx.extras["repair_trace"]``)."""
+
+    def __init__(self, ctx: MethodContext):
+        self.last: Optional[float] = None
+        self.flat = 0
+        self.trace = ctx.extras.setdefault("repair_trace", [])
+
+    def __call__(self, step: int, ctx: MethodContext) -> bool:
+        cfg = ctx.config
+        hold = ctx.extras["proxy_holdout"]
+        if step % cfg.repair_check_every or len(hold) == 0:
+            return False
+        x = ctx.ingredients["proxy"].images[hold].to(ctx.device)
+        t = ctx.ingredients["teacher"][hold].to(ctx.device)
+        with torch.no_grad():
+            was = ctx.model.training
+            ctx.model.eval()
+            s = ctx.model(x)
+            ctx.model.train(was)
+        kl = float(F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), reduction="batchmean", log_target=True))
+        agree = float((s.argmax(1) == t.argmax(1)).float().mean())
+        self.trace.append({"step": step, "heldout_kl": kl, "heldout_agreement": agree})
+        if self.last is not None:
+            self.flat = self.flat + 1 if self.last - kl < cfg.repair_tol * self.last else 0
+        self.last = kl
+        return self.flat >= 2

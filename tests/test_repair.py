@@ -1,0 +1,99 @@
+"""The ``repair`` method (forget, then repair) on the digits CNN: it keeps more of the remaining data than the
+paper's ``l2ul`` on the same request, its repair never returns a model that re-admits a forgotten instance,
+its forgetting lives in the weights, and its data-free proxy is synthesised once per model."""
+import pytest
+import torch
+
+from _digits import accuracy, digits_setup, forget_split
+from l2ul import UnlearnConfig, unlearn
+
+CFG = UnlearnConfig(pgd_eps=0.5, pgd_steps=50, seed=0, synth_images=128, synth_steps=40)
+K = 16
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model, xtr, ytr, xte, yte = digits_setup()
+    ids, mask = forget_split(len(xtr), K, seed=0)
+    # proxy: the first half of the test split (labels unused); evaluation on the other half
+    return model, xtr[ids], ytr[ids], (xtr[mask], ytr[mask]), xte[:180], (xte[180:], yte[180:])
+
+
+@pytest.fixture(scope="module")
+def proxy_run(setup):
+    model, xf, yf, _, proxy, _ = setup
+    trace = []
+    r = unlearn(model, xf, yf, method="repair", config=CFG, data={"proxy": proxy},
+                callback=lambda step, score: trace.append(score))
+    return r, trace
+
+
+def test_repair_keeps_more_remaining_data_than_l2ul(setup, proxy_run):
+    """Measured here: l2ul 73.3% D_r / 68.9% test, repair with 180 proxy images about 83-88% / 77-85%
+    (the original: 98.7 / 98.1). Stated bound: at least 5 points more D_r, and the task done."""
+    model, xf, yf, (xr, yr), _, (xt, yt) = setup
+    r, _ = proxy_run
+    paper = unlearn(model, xf, yf, method="l2ul", config=CFG)
+    assert r.converged and paper.converged and r.forget_accuracy == 0.0
+    assert accuracy(r.model, xr, yr) >= accuracy(paper.model, xr, yr) + 0.05
+    assert accuracy(r.model, xt, yt) >= accuracy(paper.model, xt, yt) + 0.05
+    assert [p["name"] for p in r.phases] == ["optimization", "repair"] and r.phases[1]["steps"] > 0
+    assert r.steps == sum(p["steps"] for p in r.phases)
+
+
+def test_repair_forgetting_lives_in_the_weights(setup, proxy_run):
+    model, *_ = setup
+    r, _ = proxy_run
+    assert r.holds_with_original_bn_stats is True
+    assert torch.equal(r.model.b1.running_mean, model.b1.running_mean)     # batch norm frozen throughout
+
+
+def test_repair_phase_never_readmits_a_forgotten_instance(setup, proxy_run):
+    r, trace = proxy_run
+    forget_steps = r.phases[0]["steps"]
+    assert trace[forget_steps - 1] == 0.0                                   # phase 1 reached the task
+    assert all(score == 0.0 for score in trace[forget_steps:])              # and no repair step undid it
+
+
+def test_repair_without_its_constraint_is_rolled_back_to_a_state_that_holds(setup):
+    """With the margin constraint off and a large repair step, distillation pulls instances back to their
+    label; the engine returns the last repair step at which the task held, and says so."""
+    model, xf, yf, _, proxy, _ = setup
+    trace = []
+    cfg = CFG.replace(hinge_weight=0.0, repair_lr=0.05, repair_steps=80, repair_tol=-1.0)
+    r = unlearn(model, xf, yf, method="repair", config=cfg, data={"proxy": proxy},
+                callback=lambda step, score: trace.append(score))
+    assert any(s > 0 for s in trace[r.phases[0]["steps"]:])                 # it did re-admit on the way
+    assert r.converged and r.forget_accuracy == 0.0                         # ... but not in what it returns
+    assert "rolled back" in r.phases[1]["message"]
+
+
+def test_data_free_repair_synthesises_once_per_model(setup, tmp_path, monkeypatch):
+    monkeypatch.setenv("L2UL_CACHE_DIR", str(tmp_path))
+    model, xf, yf, (xr, yr), _, _ = setup
+    first = unlearn(model, xf, yf, method="repair", config=CFG)
+    again = unlearn(model, xf[:4], yf[:4], method="repair", config=CFG)
+    assert first.converged and first.forget_accuracy == 0.0
+    assert "data-free" in first.ingredients["proxy"].source and not first.ingredients["proxy"].from_cache
+    assert again.ingredients["proxy"].from_cache
+    assert torch.equal(first.ingredients["proxy"].images, again.ingredients["proxy"].images)
+    assert again.timings["proxy"] < first.timings["proxy"]
+    assert len(list(tmp_path.rglob("*.safetensors"))) == 1
+
+
+def test_repair_relabels(setup):
+    model, xf, yf, _, proxy, _ = setup
+    targets = (yf + 1) % 10
+    r = unlearn(model, xf, yf, method="repair", task="relabel", targets=targets, config=CFG, data={"proxy": proxy})
+    assert r.converged and r.target_accuracy == 1.0
+
+
+def test_repair_keeps_earlier_requests_forgotten(setup):
+    """A second request with the first request's instances as ``keep_forgotten``: none of them relapses."""
+    model, xf, yf, _, proxy, _ = setup
+    first = unlearn(model, xf[:8], yf[:8], method="repair", config=CFG, data={"proxy": proxy})
+    second = unlearn(first.model, xf[8:], yf[8:], method="repair", config=CFG,
+                     data={"proxy": proxy, "keep_forgotten": (xf[:8], yf[:8])})
+    assert second.converged
+    with torch.no_grad():
+        assert not (second.model(xf).argmax(1) == yf).any()
