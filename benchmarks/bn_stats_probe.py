@@ -42,8 +42,8 @@ def main(argv=None) -> int:
         p = predict(m, (x, y), batch_size=1000)
         return 100.0 * float((p.logits.argmax(1) == p.labels).float().mean())
 
-    print(f"| method | k | seed | status | steps | D_r as returned | D_f as returned | D_r, original BN stats "
-          f"| D_f, original BN stats |\n|---|---:|---:|---|---:|---:|---:|---:|---:|", flush=True)
+    print("| method | k | seed | status | steps | D_r as returned | D_f as returned | D_r, original BN stats "
+          "| D_f, original BN stats |\n|---|---:|---:|---|---:|---:|---:|---:|---:|", flush=True)
     for seed in [int(s) for s in args.seeds.split(",")]:
         ids = random_forget_ids(args.k, n_train=bundle.n_train, seed=seed)
         retain_eval, _ = eval_splits(bundle.n_train, [ids], args.retain_eval_size)

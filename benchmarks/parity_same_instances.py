@@ -34,7 +34,7 @@ import l2ul
 from l2ul.bench import eval_splits
 from l2ul.evaluation import predict
 from l2ul.importance import ImportanceWeights, normalize_importance
-from l2ul.methods import UnlearningMethod
+from l2ul.methods import get_method
 
 ROWS = ["neggrad", "adv", "l2ul", "l2ul_origmas", "adv_forgetfirst", "l2ul_forgetfirst"]
 
@@ -56,24 +56,21 @@ def original_mas(model, xf, batch_size=32):
     return {n: t / xf.shape[0] for n, t in total.items()}
 
 
-class ForgetFirst(UnlearningMethod):
-    """Same loss as ``adv``/``l2ul`` with the forget batch forwarded before the auxiliary batch (l2ul 0.1's
-    order; the engine now follows the original code: auxiliary batch first)."""
+def _forget_first(base):
+    """``base``'s loss with the forget batch forwarded before the auxiliary batch (l2ul 0.1's order; the
+    engine now follows the original code: auxiliary batch first)."""
 
-    uses_adversarial = True
+    class ForgetFirst(base):
+        name = f"{base.name}_forgetfirst"
 
-    def loss(self, model, batch, ctx, forward):
-        # the engine's loss, with a forward that runs the forget batch first
-        return super().loss(model, batch, ctx, lambda m, xf, xa: (m(xf), m(xa)))
+        def loss(self, model, batch, ctx, forward):
+            return super().loss(model, batch, ctx, lambda m, xf, xa: (m(xf), m(xa)))
 
-
-class AdvForgetFirst(ForgetFirst):
-    name = "adv_forgetfirst"
+    return ForgetFirst
 
 
-class L2ULForgetFirst(ForgetFirst):
-    name = "l2ul_forgetfirst"
-    uses_importance = True
+AdvForgetFirst = _forget_first(type(get_method("adv")))
+L2ULForgetFirst = _forget_first(type(get_method("l2ul")))
 
 
 def main(argv=None) -> int:
@@ -113,7 +110,7 @@ def main(argv=None) -> int:
     engine_seed = args.seed if args.engine_seed is None else args.engine_seed
     cfg = l2ul.UnlearnConfig(seed=engine_seed)
     t0 = time.perf_counter()
-    from l2ul.engine import make_adversarial_set
+    from l2ul.attacks import make_adversarial_set
     adv = make_adversarial_set(model, xf, yf, 10, cfg)
     print(f"adversarial set: {len(adv)} examples in {adv.seconds:.1f}s", flush=True)
     imp_orig = ImportanceWeights(normalize_importance(original_mas(model, xf)))

@@ -128,7 +128,7 @@ def main() -> None:
 
     base = rows[0][1]
     print()
-    print(f"| attack | seconds | images x iterations / s | speed-up vs first row | target hit rate | max L2 norm |")
+    print("| attack | seconds | images x iterations / s | speed-up vs first row | target hit rate | max L2 norm |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, sec, hit, nmax in rows:
         print(f"| {name} | {sec:.1f} | {n * args.steps / sec:.0f} | {base / sec:.2f}x | {100 * hit:.1f}% | {nmax:.4f} |")
