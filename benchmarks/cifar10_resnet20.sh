@@ -2,7 +2,8 @@
 # The BENCHMARKS.md runs on the real CIFAR-10 ResNet-20 (akamaster weights, trained on the original CIFAR-10
 # train split) and the JPEG copy of CIFAR-10 in ../shared/datasets, with the paper's CIFAR-10 recipe
 # (the defaults). Every step resumes where a killed run stopped.
-# Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle oracle_s0 budget_k64 continual continual_nearest)
+# Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle oracle_s0 budget_k64 continual continual_nearest
+#        repair_proxy repair_free repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 STEPS=${*:-grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest}
@@ -43,6 +44,24 @@ for step in $STEPS; do
     continual_nearest)  # the same 8 requests with --bn freeze --forget-loss nearest
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods l2ul --requests 8 --k 16 --seeds 0 \
         --bn freeze --forget-loss nearest --out $OUT/resnet20_continual_nearest_freeze --no-progress ;;
+    repair_proxy)  # l2ul 0.3's default method with 5,000 unlabeled test images as proxy (D_test: the other 5,000)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
+        --out $OUT/resnet20_repair_proxy --no-progress ;;
+    repair_free)   # the same, data-free: proxy images synthesised once from the model's BN statistics (cached)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16,1 --seeds 0,1,2 \
+        --out $OUT/resnet20_repair_free --no-progress ;;
+    repair_proxy_large)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 --proxy-test-split 5000 \
+        --out $OUT/resnet20_repair_proxy_large --no-progress ;;
+    repair_free_large)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 \
+        --out $OUT/resnet20_repair_free_large --no-progress ;;
+    repair_continual_proxy)  # 8 successive requests of 16, each repaired toward the model before it
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --proxy-test-split 5000 \
+        --out $OUT/resnet20_repair_continual_proxy --no-progress ;;
+    repair_continual_free)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 \
+        --out $OUT/resnet20_repair_continual_free --no-progress ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

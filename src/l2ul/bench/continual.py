@@ -151,7 +151,7 @@ def _open(run: _Continual, out_dir) -> Tuple[List[str], Dict[str, int]]:
         rewrite_jsonl(run.jsonl, run.records)
     todo = [m for m in run.methods if m not in complete]
     run.log(f"continual: {len(run.methods)} methods x {run.requests} requests of {run.k} on {run.device}; D_r subset "
-            f"{len(run.retain_eval)}, D_test {run.bundle.n_test}; out {run.out}"
+            f"{len(run.retain_eval)}, D_test {run.bundle.n_test if run.test_eval is None else len(run.test_eval)}; out {run.out}"
             + (f"; resuming: {', '.join(m for m in run.methods if m in complete)} already done"
                if complete & set(run.methods) else "")
             + "".join(f"; resuming {m} after request {r}" for m, r in resume_at.items() if m in todo))

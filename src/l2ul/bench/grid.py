@@ -149,7 +149,7 @@ def _open(run: _Grid, out_dir) -> int:
     todo = [c for c in cells if (c[2], c[0], c[1]) not in run.done]
     run.n_cells, run.n_done = len(cells), len(cells) - len(todo)
     run.log(f"bench: {len(run.methods)} methods x {len(run.ks)} k x {len(run.seeds)} seeds = {len(cells)} cells "
-            f"on {run.device}; D_r subset {len(run.retain_eval)}, D_test {run.bundle.n_test}; out {run.out}"
+            f"on {run.device}; D_r subset {len(run.retain_eval)}, D_test {run.bundle.n_test if run.test_eval is None else len(run.test_eval)}; out {run.out}"
             + (f"; resuming: {len(cells) - len(todo)} cell(s) already done" if len(todo) < len(cells) else ""))
     return len(todo)
 
