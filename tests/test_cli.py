@@ -123,7 +123,7 @@ def test_unlearn_forget_ids_file_neggrad(capsys, base, tmp_path):
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text("# deletion request 2024-01\n5\n\n1000  # a comment\n7,9\n")
     out = tmp_path / "u.safetensors"
-    rc, _, stderr, report = unlearn(capsys, base, out, "--forget-ids", ids_file, method="neggrad")
+    rc, _, stderr, report = unlearn(capsys, base, out, "--forget-ids", f"@{ids_file}", method="neggrad")
     assert rc == 0, stderr
     check_report(report, base=base, out=out, method="neggrad", ids=[5, 1000, 7, 9])
     assert report["timings_s"]["adversarial"] == 0 and report["timings_s"]["importance"] == 0
@@ -149,7 +149,7 @@ def test_unlearn_relabel_to_file(capsys, base, tmp_path):
     tfile = tmp_path / "targets.txt"
     tfile.write_text("\n".join(map(str, targets)) + "\n")
     out = tmp_path / "u.safetensors"
-    rc, _, stderr, report = unlearn(capsys, base, out, "--forget-ids", "3,17", "--relabel-to", tfile)
+    rc, _, stderr, report = unlearn(capsys, base, out, "--forget-ids", "3,17", "--relabel-to", f"@{tfile}")
     assert rc == 0, stderr
     check_report(report, base=base, out=out, method="l2ul", ids=ids, task="relabel")
     assert report["request"]["targets"] == targets

@@ -129,8 +129,10 @@ BAD_REQUESTS = {
     "non-integer": (["--forget-ids", "3,x7"], ["'x7'", "not an integer", "0..1436"]),
     "empty": (["--forget-ids", ""], ["empty", "3,17,42"]),
     "empty entry": (["--forget-ids", "3,,17"], ["empty entry", "remove"]),
-    "no ids in file": (["--forget-ids", "{tmp}/ids.txt"], ["holds no ids", "one training index per line"]),
-    "missing ids file": (["--forget-ids", "{tmp}/missing.txt"], ["does not exist", "comma list"]),
+    "no ids in file": (["--forget-ids", "@{tmp}/ids.txt"], ["holds no ids", "one training index per line"]),
+    "missing ids file": (["--forget-ids", "@{tmp}/missing.txt"], ["does not exist", "comma list"]),
+    "ids file without @": (["--forget-ids", "{tmp}/ids.txt"], ["is not an integer index", "comma list", "@FILE",
+                                                                "write --forget-ids @"]),
     "random k too big": (["--forget-random", "2000"], ["2000", "exceeds", "k <= 1437"]),
     "relabel to own label": (["--forget-ids", "3", "--relabel-to", "3"],  # training instance 3 is a "3"
                              ["instance 3", "already has label 3", "must differ"]),

@@ -29,10 +29,10 @@ def test_comma_list_keeps_order():
 def test_file_with_comments_and_blank_lines(tmp_path):
     f = tmp_path / "ids.txt"
     f.write_text("# forget these\n3\n\n17   # a comment\n  42\n# 5\n")
-    assert parse_forget_ids(str(f), n_train=N) == [3, 17, 42]
+    assert parse_forget_ids(f"@{f}", n_train=N) == [3, 17, 42]
     crlf = tmp_path / "crlf.txt"
     crlf.write_bytes(b"\xef\xbb\xbf1\r\n2\r\n")  # BOM + Windows line ends
-    assert parse_forget_ids(str(crlf), n_train=N) == [1, 2]
+    assert parse_forget_ids(f"@{crlf}", n_train=N) == [1, 2]
 
 
 @pytest.mark.parametrize("value, match", [
@@ -46,7 +46,9 @@ def test_file_with_comments_and_blank_lines(tmp_path):
     ("100", r"out of range; valid training indices are 0\.\.99"),
     ("3,17,3,17,5", "duplicate forget ids: 3, 17"),
     ("3,,4", "empty entry"),
-    ("missing_ids.txt", "does not exist"),
+    ("missing_ids.txt", r"'missing_ids.txt' is not an integer index.*or @FILE"),
+    ("@missing_ids.txt", "does not exist"),
+    ("@", "needs a file name after '@'"),
 ])
 def test_forget_id_errors(value, match):
     with pytest.raises(RequestError, match=match):
@@ -57,13 +59,13 @@ def test_forget_id_errors_in_file_name_the_line(tmp_path):
     f = tmp_path / "ids.txt"
     f.write_text("1\n2\nthree\n")
     with pytest.raises(RequestError, match=r"line 3 of .*ids\.txt: 'three' is not an integer index"):
-        parse_forget_ids(str(f), n_train=N)
+        parse_forget_ids(f"@{f}", n_train=N)
     only_comments = tmp_path / "empty.txt"
     only_comments.write_text("# nothing\n\n")
     with pytest.raises(RequestError, match="holds no ids"):
-        parse_forget_ids(str(only_comments), n_train=N)
+        parse_forget_ids(f"@{only_comments}", n_train=N)
     with pytest.raises(RequestError, match="directory"):
-        parse_forget_ids(str(tmp_path), n_train=N)
+        parse_forget_ids(f"@{tmp_path}", n_train=N)
 
 
 def test_errors_are_one_line_l2ul_errors():
@@ -84,7 +86,7 @@ def test_file_path_ids(tmp_path):
     assert parse_forget_ids("/data/set/train/cow/00.png", n_train=4, train_ids=TRAIN_PATHS) == [3]
     f = tmp_path / "paths.txt"
     f.write_text("train/cow/00.png\n# comment\ntrain/ant/00.png\n")
-    assert parse_forget_ids(str(f), n_train=4, train_ids=TRAIN_PATHS) == [3, 0]
+    assert parse_forget_ids(f"@{f}", n_train=4, train_ids=TRAIN_PATHS) == [3, 0]
     with pytest.raises(RequestError, match="not a training file of this dataset"):
         parse_forget_ids("train/dog/00.png", n_train=4, train_ids=TRAIN_PATHS)
     with pytest.raises(RequestError, match="matches 3 training files"):
@@ -149,7 +151,7 @@ def test_relabel_file_and_list(tmp_path):
     labels = np.array([3, 0, 7])
     f = tmp_path / "targets.txt"
     f.write_text("# new labels\n1\n\n2\n5  # last\n")
-    assert parse_relabel_targets(str(f), labels=labels, num_classes=10, seed=0) == [1, 2, 5]
+    assert parse_relabel_targets(f"@{f}", labels=labels, num_classes=10, seed=0) == [1, 2, 5]
     assert parse_relabel_targets("1,2,5", labels=labels, num_classes=10, seed=0) == [1, 2, 5]
     names = [f"c{i}" for i in range(10)]
     assert parse_relabel_targets("c1,2,c5", labels=labels, num_classes=10, seed=0, class_names=names) == [1, 2, 5]
@@ -163,7 +165,8 @@ def test_relabel_file_and_list(tmp_path):
     ("1,-1,5", r"outside 0\.\.9"),
     ("1,0,5", "instance 17 already has label 0; a relabel target must differ from it"),
     ("", "empty"),
-    ("nope.txt", "does not exist"),
+    ("nope.txt", r"'nope.txt' is not an integer.*'random', a comma list of targets, or @FILE"),
+    ("@nope.txt", "does not exist"),
 ])
 def test_relabel_errors(value, match):
     with pytest.raises(RequestError, match=match):
@@ -174,10 +177,10 @@ def test_relabel_file_count_mismatch_and_position_names(tmp_path):
     f = tmp_path / "t.txt"
     f.write_text("1\n2\n")
     with pytest.raises(RequestError, match=r"file .*t\.txt has 2 targets but there are 3 forget ids"):
-        parse_relabel_targets(str(f), labels=np.array([3, 0, 7]), num_classes=10, seed=0)
+        parse_relabel_targets(f"@{f}", labels=np.array([3, 0, 7]), num_classes=10, seed=0)
     f.write_text("1\n2\n7\n")
     with pytest.raises(RequestError, match="line 3 .*forget entry 3 already has label 7"):
-        parse_relabel_targets(str(f), labels=np.array([3, 0, 7]), num_classes=10, seed=0)
+        parse_relabel_targets(f"@{f}", labels=np.array([3, 0, 7]), num_classes=10, seed=0)
     with pytest.raises(RequestError, match="at least 2 classes"):
         parse_relabel_targets("random", labels=np.array([0]), num_classes=1, seed=0)
 

@@ -8,18 +8,22 @@ are aligned with it.
 
 Accepted formats
 ----------------
-``--forget-ids``: a comma list (``3,17,42`` or ``train/cat/0001.png,train/dog/0002.png``) or a path to a
-text file with one id per line. In files, blank lines and ``#`` comments (whole lines, or after whitespace)
-are ignored, and a line may also hold a comma list.
+``--forget-ids``: a comma list (``3,17,42`` or ``train/cat/0001.png,train/dog/0002.png``), or ``@FILE``: the
+text file ``FILE`` with one id per line. A value is read as a file only when it starts with ``@``: a value
+that is not ``@FILE`` is an id list, whatever files exist in the working folder (``--forget-ids 3`` is
+instance 3 even next to a file named ``3``), and one that is not a valid id list is an error naming both
+forms. In files, blank lines and ``#`` comments (whole lines, or after whitespace) are ignored, and a line may
+also hold a comma list.
 
 ``--relabel-to``: ``random`` (for each instance a class drawn uniformly from the other ``num_classes - 1``,
-seeded), a comma list of targets, or a file with one target per line aligned with the ids. A target is a
+seeded), a comma list of targets, or ``@FILE`` (one target per line, aligned with the ids). A target is a
 class index or, when the class names are known, a class name.
 """
 from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -99,30 +103,59 @@ class DeletionRequest:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _looks_like_file(value: str) -> bool:
-    return ("," not in value and not _INT_RE.match(value)
-            and (os.sep in value or "/" in value or bool(re.search(r"\.[A-Za-z]\w*$", value))))
+#: A ``--forget-ids`` / ``--relabel-to`` value starting with this names a file (``@ids.txt``).
+FILE_PREFIX = "@"
+
+
+def _is_file(value: str) -> bool:
+    try:
+        return Path(value).expanduser().is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _file_hint(value: str, what: str) -> str:
+    """`` (to read the file V, write --what @V)`` when ``value`` names an existing file, else ``""``."""
+    return f" (to read the file {value!r}, write {what} @{value})" if _is_file(value) else ""
+
+
+def _read_list_file(name: str, what: str) -> str:
+    """The text of the ``@FILE`` of ``what``, or a one-line :class:`RequestError` (never blocks on a FIFO)."""
+    if not name:
+        raise RequestError(f"{what} @ needs a file name after '@', e.g. {what} @ids.txt")
+    path = Path(name).expanduser()
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise RequestError(f"{what} file {name!r} (from @{name}) does not exist; give an existing file after @, "
+                           f"or a comma list like 3,17,42") from None
+    except OSError as e:
+        raise RequestError(f"cannot read {what} file {name!r} ({e.strerror or e}); check the path") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise RequestError(f"{what} @{name} is a directory; give a text file after @")
+    if not stat.S_ISREG(st.st_mode):
+        raise RequestError(f"{what} @{name} is not a regular file (a FIFO, socket or device); give a text file "
+                           f"after @")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise RequestError(f"cannot read {what} file {path} ({e}); give a UTF-8 text file") from None
 
 
 def _tokens(value: str, what: str) -> Tuple[List[Tuple[str, str]], str]:
-    """Split ``value`` (a comma list or a file path) into ``(token, where)`` pairs; ``where`` locates a token
-    for error messages. Returns the pairs and a description of the source."""
-    path = Path(value).expanduser()
-    if path.is_file():
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as e:
-            raise RequestError(f"cannot read {what} file {path} ({e}); give a UTF-8 text file") from None
+    """Split ``value`` (a comma list, or ``@FILE``) into ``(token, where)`` pairs; ``where`` locates a token
+    for error messages. Returns the pairs and a description of the source (``"list"`` for a comma list)."""
+    if value.startswith(FILE_PREFIX):
+        name = value[len(FILE_PREFIX):].strip()
+        text = _read_list_file(name, what)
         out = []
         for n, line in enumerate(text.splitlines(), start=1):
             line = _COMMENT_RE.sub("", line).strip()
             for tok in line.split(","):
                 tok = tok.strip()
                 if tok:
-                    out.append((tok, f"line {n} of {path}: "))
-        return out, f"file {path}"
-    if path.is_dir():
-        raise RequestError(f"{what} {value!r} is a directory; give a comma list or a text file")
+                    out.append((tok, f"line {n} of {name}: "))
+        return out, f"file {name}"
     out = [(tok.strip(), "") for tok in value.split(",")]
     empty = [i for i, (t, _) in enumerate(out) if not t]
     if empty and len(out) > 1:
@@ -182,26 +215,29 @@ def _has_path_ids(train_ids) -> bool:
 
 
 def parse_forget_ids(value: str, *, n_train: int, train_ids: Optional[Sequence[Any]] = None) -> List[int]:
-    """Parse ``--forget-ids``: a comma list or a file with one id per line -> training indices (request order).
+    """Parse ``--forget-ids``: a comma list, or ``@FILE`` (a file with one id per line) -> training indices,
+    in request order. Only a value starting with ``@`` is read as a file; any other value is an id list.
 
     An id is an integer index in ``[0, n_train)`` or, when ``train_ids`` holds file paths (image folders,
     UTKFace), a path relative to the dataset root (a unique suffix of one, or a longer path ending in one, is
     accepted too). Raises :class:`RequestError` on an empty request, a non-integer, a negative or
-    out-of-range index, a duplicate, or an unknown path.
+    out-of-range index, a duplicate, or an unknown path; a value that is neither an id list nor ``@FILE`` is
+    refused with both forms named.
     """
     if n_train < 1:
         raise RequestError("the training set is empty; there is nothing to forget")
     value = "" if value is None else str(value).strip()
     if not value:
-        raise RequestError("--forget-ids is empty; give a comma list like 3,17,42 or a file with one id per line")
+        raise RequestError("--forget-ids is empty; give a comma list like 3,17,42 or @FILE (a file with one id "
+                           "per line)")
     paths = _has_path_ids(train_ids)
     path_index: Optional[_PathIndex] = None
-    if not paths and _looks_like_file(value) and not Path(value).expanduser().exists():
-        raise RequestError(f"forget-ids file {value!r} does not exist; give an existing file or a comma list "
-                           f"like 3,17,42")
     tokens, source = _tokens(value, "--forget-ids")
     if not tokens:
         raise RequestError(f"--forget-ids {source} holds no ids; put one training index per line")
+    # a token that is not an id: name both forms (and the @ form of a file the value happens to name)
+    forms = ("" if source != "list" else
+             f" (a comma list like 3,17,42), or @FILE for a file of ids{_file_hint(value, '--forget-ids')}")
     ids: List[int] = []
     for tok, where in tokens:
         if _INT_RE.match(tok):
@@ -216,14 +252,14 @@ def parse_forget_ids(value: str, *, n_train: int, train_ids: Optional[Sequence[A
             continue
         if not paths:
             raise RequestError(f"{where}{tok!r} is not an integer index; give 0-based training indices in "
-                               f"0..{n_train - 1}")
+                               f"0..{n_train - 1}{forms}")
         if path_index is None:
             path_index = _PathIndex(train_ids)
         hits = path_index.lookup(tok)
         if not hits:
             example = path_index.ids[0]
             raise RequestError(f"{where}{tok!r} is not a training file of this dataset; give integer indices or "
-                               f"paths relative to the dataset root, e.g. {example!r}")
+                               f"paths relative to the dataset root, e.g. {example!r}{forms}")
         if len(hits) > 1:
             shown = ", ".join(repr(path_index.ids[h]) for h in hits[:3]) + (", ..." if len(hits) > 3 else "")
             raise RequestError(f"{where}{tok!r} matches {len(hits)} training files ({shown}); give the path "
@@ -276,10 +312,11 @@ def parse_relabel_targets(value: str, *, labels: np.ndarray, num_classes: int, s
 
     ``"random"``: for each instance a class drawn uniformly from the ``num_classes - 1`` other classes with
     ``numpy.random.default_rng((seed, 1))`` (never the current label; the extra ``1`` keeps this stream
-    independent of :func:`random_forget_ids` with the same seed). Otherwise a comma list or a file with one
-    target per line, aligned with the ids; a target is a class index in ``[0, num_classes)`` or a class name
+    independent of :func:`random_forget_ids` with the same seed). Otherwise a comma list, or ``@FILE`` (a file
+    with one target per line), aligned with the ids; a target is a class index in ``[0, num_classes)`` or a class name
     from ``class_names``. ``ids`` only names instances in error messages. Raises :class:`RequestError` on a
-    count mismatch, a non-integer, an out-of-range class, or a target equal to the current label.
+    value that is none of ``random``, a target list and ``@FILE``, a count mismatch, an out-of-range class, or
+    a target equal to the current label.
     """
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     n = len(labels)
@@ -299,32 +336,29 @@ def parse_relabel_targets(value: str, *, labels: np.ndarray, num_classes: int, s
 
     value = "" if value is None else str(value).strip()
     if not value:
-        raise RequestError("--relabel-to is empty; give 'random', a comma list of classes or a file with one "
-                           "target per line")
+        raise RequestError("--relabel-to is empty; give 'random', a comma list of classes or @FILE (a file with "
+                           "one target per line)")
     if value.lower() == "random":
         rng = np.random.default_rng((int(seed), 1))  # a stream independent of random_forget_ids(seed=seed)
         draw = rng.integers(0, num_classes - 1, size=n)
         return [int(t) for t in draw + (draw >= labels)]
-    if _looks_like_file(value) and not Path(value).expanduser().exists() and not (
-            class_names and value in class_names):
-        raise RequestError(f"relabel file {value!r} does not exist; give 'random', an existing file or a "
-                           f"comma list of classes")
     tokens, source = _tokens(value, "--relabel-to")
+    lookup = {str(c): i for i, c in enumerate(class_names or [])}
+    for tok, where in tokens:  # the form first: a value that is no target list is named as such
+        if not (_INT_RE.match(tok) or tok in lookup):
+            hint = " or a class name" if class_names else ""
+            forms = ("" if source != "list" else
+                     f"; --relabel-to takes 'random', a comma list of targets, or @FILE for a file of targets"
+                     f"{_file_hint(value, '--relabel-to')}")
+            raise RequestError(f"{where}relabel target {tok!r} is not an integer; give a class index in "
+                               f"0..{num_classes - 1}{hint}{forms}")
     if len(tokens) != n:
         what = f"{source} has {len(tokens)} targets" if source != "list" else f"{len(tokens)} targets were given"
         raise RequestError(f"--relabel-to {what} but there are {n} forget ids; give one target per forget id, in "
                            f"the same order")
-    lookup = {str(c): i for i, c in enumerate(class_names or [])}
     targets: List[int] = []
     for j, (tok, where) in enumerate(tokens):
-        if _INT_RE.match(tok):
-            t = int(tok)
-        elif tok in lookup:
-            t = lookup[tok]
-        else:
-            hint = " or a class name" if class_names else ""
-            raise RequestError(f"{where}relabel target {tok!r} is not an integer; give a class index in "
-                               f"0..{num_classes - 1}{hint}")
+        t = int(tok) if _INT_RE.match(tok) else lookup[tok]
         if not 0 <= t < num_classes:
             raise RequestError(f"{where}relabel target {t} for {name(j)} is outside 0..{num_classes - 1}; give a "
                                f"class index in [0, {num_classes})")

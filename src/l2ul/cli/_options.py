@@ -76,10 +76,13 @@ def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits")
 def add_request_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g = p.add_argument_group("deletion request (training-split indices in canonical order, or file paths)")
     m = g.add_mutually_exclusive_group(required=required)
-    m.add_argument("--forget-ids", metavar="IDS|FILE", help="comma list (3,17,42) or a file with one id per line")
+    m.add_argument("--forget-ids", metavar="IDS|@FILE",
+                   help="comma list (3,17,42), or @FILE: a file with one id per line (only a value starting with "
+                        "@ is read as a file)")
     m.add_argument("--forget-random", type=int, metavar="K", help="K random training instances (with --seed)")
-    g.add_argument("--relabel-to", metavar="FILE|random",
-                   help="relabel task: a file of target labels aligned with the ids, or 'random' (another class)")
+    g.add_argument("--relabel-to", metavar="TARGETS|@FILE|random",
+                   help="relabel task: a comma list of target classes aligned with the ids, @FILE (one target per "
+                        "line), or 'random' (another class, seeded)")
     g.add_argument("--seed", type=int, default=0, help="seed for the request and the run (default 0)")
 
 
