@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _cli_helpers import run
+from _cli_helpers import run, sha256
 from l2ul.cli import main
 from l2ul.errors import RequestError
 from l2ul.requests import build_request, parse_forget_ids, parse_relabel_targets
@@ -139,3 +140,145 @@ def test_cli_help_names_the_at_form(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "IDS|@FILE" in out and "@FILE: a file with one id per line" in out
     assert "TARGETS|@FILE|random" in out
+
+
+# ------------------------------------------------------------------------------ 2. no input destroyed
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A digits-shaped npz dataset, an ids file, a targets file, a proxy npz and an image folder."""
+    from l2ul.data import load_dataset
+
+    d = tmp_path_factory.mktemp("inputs")
+    b = load_dataset("digits")
+    x, y = b.stack_train(list(range(300)))
+    u8 = np.rint(x.numpy()[:, 0] * 255).astype(np.uint8)
+    np.savez(d / "data.npz", x_train=u8[:200], y_train=y.numpy()[:200], x_test=u8[200:], y_test=y.numpy()[200:])
+    np.savez(d / "proxy.npz", x=u8[200:264])
+    (d / "ids.txt").write_text("3\n17\n")
+    (d / "targets.txt").write_text("1\n2\n")
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (d / "folder" / split / c).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(d / "folder" / split / c / f"{i}.png")
+    return d
+
+
+def _contents(folder: Path):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+UNLEARN_INPUT_CASES = {
+    # name: (extra arguments, the output flag, the input it is aimed at)
+    "dataset npz as --out": (["--dataset", "npz:{d}/data.npz"], "--out", "{d}/data.npz"),
+    "dataset npz as --report": (["--dataset", "npz:{d}/data.npz"], "--report", "{d}/data.npz"),
+    "ids file as --out": (["--forget-ids", "@{d}/ids.txt"], "--out", "{d}/ids.txt"),
+    "ids file as --report": (["--forget-ids", "@{d}/ids.txt"], "--report", "{d}/ids.txt"),
+    "relabel file as --report": (["--relabel-to", "@{d}/targets.txt"], "--report", "{d}/targets.txt"),
+    "proxy npz as --out": (["--proxy-data", "npz:{d}/proxy.npz"], "--out", "{d}/proxy.npz"),
+    "another spelling of the dataset": (["--dataset", "npz:{d}/data.npz"], "--out", "{d}/../{dn}/data.npz"),
+    "inside the image folder": (["--dataset", "imagefolder:{d}/folder?resize=8"], "--out",
+                                "{d}/folder/train/a/0.png"),
+    "new file inside the image folder": (["--dataset", "imagefolder:{d}/folder"], "--report",
+                                         "{d}/folder/train/a/model.report.json"),
+    "proxy folder": (["--proxy-data", "imagefolder:{d}/folder"], "--out", "{d}/folder/x.safetensors"),
+}
+
+
+@pytest.mark.parametrize("name", list(UNLEARN_INPUT_CASES))
+def test_unlearn_never_writes_over_an_input(capsys, base, inputs, tmp_path, name):
+    extra, flag, target = UNLEARN_INPUT_CASES[name]
+    fmt = dict(d=inputs, dn=inputs.name)
+    extra = [a.format(**fmt) for a in extra]
+    target = target.format(**fmt)
+    before = _contents(inputs)
+    args = ["unlearn", "--model", base, *extra, "--overwrite", *FAST]
+    if "--forget-ids" not in extra:
+        args += ["--forget-ids", "3,17"]
+    if flag == "--out":
+        args += ["--out", target]
+    else:
+        args += ["--out", tmp_path / "o.safetensors", "--report", target]
+    rc, _, err = run(capsys, *args)
+    assert_user_error(rc, err, "refusing to write", "input", "choose another output path")
+    assert _contents(inputs) == before
+    assert list(tmp_path.iterdir()) == []
+
+
+@POSIX
+def test_links_to_an_input_are_refused(capsys, base, inputs, tmp_path):
+    link, hard = tmp_path / "link.npz", tmp_path / "hard.npz"
+    os.symlink(inputs / "data.npz", link)
+    os.link(inputs / "data.npz", hard)
+    before = sha256(inputs / "data.npz")
+    for out in (link, hard):
+        rc, _, err = run(capsys, "unlearn", "--model", base, "--dataset", f"npz:{inputs}/data.npz",
+                         "--forget-ids", "3", "--out", out, "--overwrite", *FAST)
+        assert_user_error(rc, err, "refusing to write", "input")
+    # and a link *to the output* named as an input
+    rc, _, err = run(capsys, "unlearn", "--model", base, "--forget-ids", "3", "--out", inputs / "data.npz",
+                     "--dataset", f"npz:{link}", "--overwrite", *FAST)
+    assert_user_error(rc, err, "refusing to write", "input")
+    assert sha256(inputs / "data.npz") == before
+
+
+def test_pretrain_never_writes_over_its_dataset(capsys, inputs):
+    before = _contents(inputs)
+    for spec, out in ((f"npz:{inputs}/data.npz", inputs / "data.npz"),
+                      (f"imagefolder:{inputs}/folder", inputs / "folder" / "m.safetensors")):
+        rc, _, err = run(capsys, "pretrain", "--arch", "small_cnn", "--dataset", spec, "--out", out,
+                         "--overwrite", "--epochs", "1", "--quiet")
+        assert_user_error(rc, err, "refusing to write", "input")
+    assert _contents(inputs) == before
+
+
+def _special(tmp_path: Path, kind: str) -> Path:
+    p = tmp_path / f"special-{kind}"
+    if kind == "fifo":
+        os.mkfifo(p)
+    elif kind == "device":
+        try:
+            os.mknod(p, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # what /dev/null is
+        except (PermissionError, OSError):
+            pytest.skip("cannot create a device node here (needs root)")
+    elif kind == "directory":
+        p.mkdir()
+    elif kind == "link to fifo":
+        os.mkfifo(tmp_path / "fifo-target")
+        os.symlink(tmp_path / "fifo-target", p)
+    elif kind == "dangling link":
+        os.symlink(tmp_path / "nothing-here", p)
+    elif kind == "link loop":
+        os.symlink(p, p)
+    return p
+
+
+SPECIAL = ["fifo", "device", "directory", "link to fifo", "dangling link", "link loop"]
+SPECIAL_WORDS = {"fifo": "a FIFO", "device": "a character device", "directory": "is a directory",
+                 "link to fifo": "(through a symbolic link)", "dangling link": "leads nowhere",
+                 "link loop": "symbolic link loop"}
+
+
+@POSIX
+@pytest.mark.parametrize("kind", SPECIAL)
+@pytest.mark.parametrize("command", ["unlearn --out", "unlearn --report", "pretrain --out", "evaluate --json"])
+def test_an_output_that_is_not_a_regular_file_is_refused(capsys, base, tmp_path, kind, command):
+    special = _special(tmp_path, kind)
+    mode = os.lstat(special).st_mode
+    if command == "unlearn --out":
+        args = ["unlearn", "--model", base, "--forget-ids", "3", "--out", special, *FAST]
+    elif command == "unlearn --report":
+        args = ["unlearn", "--model", base, "--forget-ids", "3", "--out", tmp_path / "o.safetensors",
+                "--report", special, *FAST]
+    elif command == "pretrain --out":
+        args = ["pretrain", "--arch", "small_cnn", "--dataset", "digits", "--epochs", "1", "--out", special,
+                "--quiet"]
+    else:
+        args = ["evaluate", "--model", base, "--retain-eval-size", "50", "--json", special]
+    rc, _, err = run(capsys, *args, "--overwrite")
+    assert_user_error(rc, err, SPECIAL_WORDS[kind])
+    assert os.lstat(special).st_mode == mode  # still what it was
+    assert not (tmp_path / "o.safetensors").exists()

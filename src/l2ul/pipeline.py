@@ -8,6 +8,7 @@ together (both or neither, :func:`l2ul.safety.publish_together`).
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,44 @@ def input_hashes(paths: Sequence[Union[str, Path]]) -> Dict[str, str]:
         if not Path(p).is_file():
             raise ModelFileError(f"{p} is not a file; give the path of a model file")
     return {str(p): sha256_file(p) for p in paths}
+
+
+def _spec_path(spec: Optional[str], *, proxy: bool = False) -> Optional[Path]:
+    """The file or folder a dataset spec (``npz:PATH``, ``cifar10-jpeg:PATH``, ``imagefolder:PATH?...``) or a
+    proxy spec names, or ``None`` (a spec without a path, such as ``digits``, or one that does not parse: it is
+    refused with its own message when it is loaded)."""
+    if spec is None or not isinstance(spec, (str, os.PathLike)):
+        return None
+    if proxy:
+        kind, sep, path = str(spec).strip().partition(":")
+        return Path(path.strip()).expanduser() if sep and path.strip() else None
+    from .data._registry import _lookup, _split_spec
+
+    name, path, _ = _split_spec(str(spec))
+    entry = _lookup(name)
+    return Path(path).expanduser() if entry is not None and entry.takes_path and path else None
+
+
+def _at_file(value) -> Optional[Path]:
+    """The file of an ``@FILE`` request value (``--forget-ids``, ``--relabel-to``), else ``None``."""
+    from .requests import FILE_PREFIX
+
+    if isinstance(value, str) and value.strip().startswith(FILE_PREFIX) and value.strip()[1:].strip():
+        return Path(value.strip()[1:].strip()).expanduser()
+    return None
+
+
+def run_inputs(*, model=None, weights=None, original=None, dataset: Optional[str] = None,
+               forget_ids: Optional[str] = None, relabel_to: Optional[str] = None,
+               proxy: Optional[str] = None) -> List[str]:
+    """Every file and folder a command reads, for :func:`l2ul.safety.check_output_path` (which never writes
+    over one of them, nor inside one of the folders): the model file(s) (``model``, ``weights``, ``original``;
+    an ``nn.Module`` is skipped), the dataset's file or folder (specs with a path), the ``@FILE`` of
+    ``forget_ids`` and ``relabel_to``, and the proxy data's file or folder."""
+    paths = [p for p in (model, weights, original) if isinstance(p, (str, os.PathLike))]
+    paths += [p for p in (_spec_path(dataset), _at_file(forget_ids), _at_file(relabel_to),
+                          _spec_path(proxy, proxy=True)) if p is not None]
+    return [str(p) for p in dict.fromkeys(paths)]
 
 
 def method_data(method, bundle, request_ids: Sequence[int], *, proxy: Optional[str] = None,
@@ -170,7 +209,7 @@ def _output_paths(out, report, overwrite: bool, inputs: Sequence[str]):
 
     out = check_output_path(out, overwrite=overwrite, inputs=tuple(inputs))
     report_path = Path(report) if report else out.with_name(out.name + ".report.json")
-    if report_path.resolve() == out.resolve():
+    if os.path.realpath(report_path) == os.path.realpath(out):
         raise L2ULError(f"the report and the model output are the same file ({out}); give the report another path")
     check_output_path(report_path, overwrite=overwrite, inputs=tuple(inputs))
     check_writable(out)
@@ -191,7 +230,7 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
 
     ``model``: an l2ul model file (or an ``nn.Module`` already loaded), or ``arch`` + ``weights`` for a foreign
     checkpoint. ``dataset``: a dataset spec (:func:`l2ul.load_dataset`). The request: ``forget_ids`` (a comma
-    list or a file) or ``forget_random`` (K random instances with ``seed``), ``relabel_to`` for the relabel
+    list, or ``@FILE``) or ``forget_random`` (K random instances with ``seed``), ``relabel_to`` for the relabel
     task. ``method``: default ``repair`` (forget, then repair); ``proxy``: a proxy-image spec for it
     (``npz:PATH``, ``imagefolder:PATH``; data-free without one), refused if it overlaps the training split
     unless ``allow_training_proxy``. ``config``'s seed is replaced by ``seed``. ``out``: the model file; ``report``: its JSON report
@@ -204,8 +243,10 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     from .requests import build_request
 
     log = log or (lambda s: None)
-    inputs = [str(p) for p in (model, weights) if isinstance(p, (str, Path))]
-    out, report_path = _output_paths(out, report, overwrite, inputs)
+    inputs = [str(p) for p in (model, weights) if isinstance(p, (str, os.PathLike))]
+    every_input = run_inputs(model=model, weights=weights, dataset=dataset, forget_ids=forget_ids,
+                             relabel_to=relabel_to, proxy=proxy)
+    out, report_path = _output_paths(out, report, overwrite, every_input)
     input_sha = input_hashes(inputs)
     cfg = (config or UnlearnConfig()).replace(seed=seed)
     bundle = load_dataset(dataset, data_dir=data_dir, download=download)

@@ -6,11 +6,13 @@ valid, and must never overwrite its input. Every file l2ul writes goes through :
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, List, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import L2ULError
 
@@ -79,18 +81,81 @@ def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def check_output_path(out: PathLike, *, overwrite: bool = False, inputs: tuple = ()) -> Path:
-    """Refuse to write over an input file (ever) or over an existing file (unless ``overwrite``)."""
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, word in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
+def _real(path: PathLike) -> str:
+    """The absolute path with every symbolic link resolved (as far as they resolve: never raises on a
+    missing file or a link loop, unlike ``Path.resolve`` before Python 3.13)."""
+    return os.path.realpath(os.path.expanduser(os.fspath(path)))
+
+
+def _inside(path: str, folder: str) -> bool:
+    folder = folder.rstrip(os.sep) or os.sep
+    return path != folder and path.startswith(folder if folder.endswith(os.sep) else folder + os.sep)
+
+
+def check_output_path(out: PathLike, *, overwrite: bool = False, inputs: Sequence[Optional[PathLike]] = ()) -> Path:
+    """Refuse, before any work, an output path l2ul must not write to; return it as a ``Path``.
+
+    ``inputs``: every file and folder the run reads (model, weights, dataset file or folder, ids and targets
+    files, proxy data; :func:`l2ul.pipeline.run_inputs` lists them). Refused always, ``overwrite`` or not:
+
+    - an input, reached by any path (another spelling, a symbolic link, a hard link), or a path inside an
+      input folder;
+    - an existing path that is not a regular file: a directory, a device node, a FIFO, a socket, a symbolic
+      link to one of those, or a symbolic link that leads nowhere (dangling, or a loop). l2ul replaces its
+      outputs by renaming a new regular file over them, which would silently turn a device or a FIFO into
+      a file.
+
+    An existing regular file is refused unless ``overwrite``.
+    """
     out = Path(out)
+    real_out = _real(out)
+    try:
+        os.lstat(out)
+        present = True
+    except (FileNotFoundError, NotADirectoryError):  # (a parent that is a file: check_writable words it)
+        present = False
+    except OSError as e:  # e.g. a parent that is a symbolic link loop
+        raise L2ULError(f"cannot write {out} ({e.strerror or e}); choose another output path") from None
+    st = None
+    if present:
+        try:
+            st = os.stat(out)
+        except OSError as e:
+            what = "a symbolic link loop" if e.errno == errno.ELOOP else "a symbolic link that leads nowhere"
+            raise L2ULError(f"refusing to write {out}: it is {what}; remove it or choose another output "
+                            "path") from None
     for inp in inputs:
-        if inp is not None and Path(inp).exists() and out.exists() and os.path.samefile(out, inp):
+        if inp is None:
+            continue
+        real_in = _real(inp)
+        same = real_in == real_out
+        if not same and st is not None:
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(out, inp)  # a hard link, or a bind mount
+        if same:
             raise L2ULError(f"refusing to write {out}: it is an input of this run; choose another output path")
-        if inp is not None and Path(inp).resolve() == out.resolve():
-            raise L2ULError(f"refusing to write {out}: it is an input of this run; choose another output path")
-    if out.exists() and not overwrite:
-        raise L2ULError(f"{out} already exists; choose another path or pass --overwrite")
-    if out.exists() and out.is_dir():
-        raise L2ULError(f"{out} is a directory; give a file path")
+        if os.path.isdir(real_in) and _inside(real_out, real_in):
+            raise L2ULError(f"refusing to write {out}: it is inside {inp}, an input folder of this run; choose "
+                            "another output path")
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise L2ULError(f"{out} is a directory; give a file path")
+        if not stat.S_ISREG(st.st_mode):
+            link = " (through a symbolic link)" if os.path.islink(out) else ""
+            raise L2ULError(f"refusing to write {out}: it is {_kind(st.st_mode)}{link}, not a regular file; "
+                            "l2ul writes only regular files: choose another output path")
+        if not overwrite:
+            raise L2ULError(f"{out} already exists; choose another path or pass --overwrite")
     return out
 
 

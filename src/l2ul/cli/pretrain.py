@@ -20,8 +20,11 @@ def add_arguments(p) -> None:
 
 
 def cmd_pretrain(args) -> int:
+    from ..pipeline import run_inputs
+    from ..safety import check_output_path
     from ..training import pretrain_to_file
 
+    check_output_path(args.out, overwrite=args.overwrite, inputs=run_inputs(dataset=args.dataset))
     result = pretrain_to_file(args.arch, args.dataset, args.out, recipe=args.recipe, epochs=args.epochs,
                               batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                               seed=args.seed, device=args.device, overwrite=args.overwrite,
