@@ -1,28 +1,10 @@
-"""Pre-training recipes: train a classifier from scratch on a :class:`~l2ul.data.DatasetBundle`.
+"""Pre-training: train a classifier from scratch on a :class:`~l2ul.data.DatasetBundle`.
 
 Unlearning starts from a trained model; ``l2ul pretrain`` (and ``l2ul demo``) make one with
 :func:`pretrain` (in memory) or :func:`pretrain_to_file` (build by name, train, save atomically).
 
-Recipes (:data:`RECIPES`, printed by :func:`describe_recipes`):
-
-``cifar``
-    The paper's CIFAR-10 ResNet-18 / CIFAR-100 ResNet-50 pre-training: SGD (lr 0.01, momentum 0.9, weight
-    decay 5e-4), ``CosineAnnealingLR(T_max=epochs)`` stepped once per epoch, 200 epochs, batch 128, data
-    augmentation (random crop 32 with padding 4 + horizontal flip: the dataset is loaded with
-    ``augment=True``).
-``utkface``
-    The paper's UTKFace ResNet-18: Adam with ``OneCycleLR(max_lr=lr, total_steps=epochs * steps_per_epoch)``
-    stepped once per batch, 100 epochs, batch 128, gradient *value* clipping at 0.1
-    (``nn.utils.clip_grad_value_``), augmentation (random 120 crop + flip), and the checkpoint with the best
-    validation accuracy (``bundle.extra["val"]``) is the one returned. Learning rate / weight decay depend on
-    the age grouping (read from ``bundle.extra["grouping"]``): TNN 0.005 / 1e-4, MFD 1e-4 / 0,
-    balanced 1e-3 / 0, groups 1e-3 / 1e-4, tens 1e-3 / 1e-3.
-``quick``
-    Small data (digits, Fashion-MNIST demos, tests): Adam lr 1e-3, no weight decay, no schedule, 15 epochs,
-    batch 64, no augmentation.
-
-Any of ``epochs``, ``batch_size``, ``lr`` and ``weight_decay`` may be overridden per call; the schedules
-follow the effective values (``T_max`` = epochs, ``total_steps`` = epochs x batches per epoch).
+The recipes (the paper's ``cifar`` and ``utkface`` settings and a ``quick`` one for small data) are in
+:mod:`l2ul.recipes` (:data:`RECIPES`, :func:`get_recipe`, :func:`describe_recipes`), re-exported here.
 
 Determinism: training runs under ``torch.random.fork_rng`` seeded with ``seed`` (the caller's global RNG
 state is restored afterwards) and shuffles with a ``torch.Generator`` seeded with ``seed``, so the same
@@ -34,12 +16,11 @@ A final training batch of a single image is skipped (BatchNorm cannot normalise 
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -50,83 +31,11 @@ from .data import ArrayImageDataset, DatasetBundle, load_dataset, stack
 from .engine import resolve_device
 from .errors import ConfigError, L2ULError
 from .evaluation import accuracy, predict
+from .recipes import RECIPES, Recipe, describe_recipes, get_recipe  # noqa: F401
 from .safety import PathLike, check_output_path, check_writable
 
 __all__ = ["Recipe", "RECIPES", "TrainResult", "pretrain", "pretrain_to_file", "describe_recipes", "get_recipe",
            "resolve_settings"]
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A pre-training recipe: optimiser, schedule and defaults.
-
-    ``optimizer``: ``"sgd"`` (with ``momentum``) or ``"adam"``. ``scheduler``: ``None``, ``"cosine"``
-    (``CosineAnnealingLR(T_max=epochs)``, stepped per epoch) or ``"onecycle"``
-    (``OneCycleLR(max_lr=lr, total_steps=epochs * steps_per_epoch)``, stepped per batch).
-    ``grad_clip_value``: clip every gradient element to ``[-v, v]`` before each step. ``select_best``: return
-    the weights of the epoch with the best validation accuracy (needs ``bundle.extra["val"]``).
-    ``augment``: load the dataset with ``augment=True`` (used by :func:`pretrain_to_file`).
-    ``by_grouping``: UTKFace age grouping -> ``(lr, weight_decay)``, overriding ``lr``/``weight_decay``.
-    """
-
-    name: str
-    description: str
-    optimizer: str
-    lr: float
-    weight_decay: float
-    epochs: int
-    batch_size: int
-    augment: bool
-    momentum: float = 0.0
-    scheduler: Optional[str] = None
-    grad_clip_value: Optional[float] = None
-    select_best: bool = False
-    by_grouping: Mapping[str, Tuple[float, float]] = field(default_factory=dict)
-
-    def to_dict(self) -> Dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["by_grouping"] = {k: list(v) for k, v in self.by_grouping.items()}
-        return d
-
-
-#: Recipe name -> :class:`Recipe` (see the module docstring for the paper's settings).
-RECIPES: Dict[str, Recipe] = {
-    "cifar": Recipe(
-        name="cifar",
-        description="paper's CIFAR-10 ResNet-18 / CIFAR-100 ResNet-50: SGD lr 0.01 momentum 0.9 wd 5e-4, "
-                    "cosine annealing per epoch, 200 epochs, batch 128, random crop + flip",
-        optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, scheduler="cosine", epochs=200,
-        batch_size=128, augment=True),
-    "utkface": Recipe(
-        name="utkface",
-        description="paper's UTKFace ResNet-18: Adam + OneCycleLR per batch, 100 epochs, batch 128, grad value "
-                    "clip 0.1, best-validation checkpoint; lr/wd by grouping (TNN 0.005/1e-4, MFD 1e-4/0, "
-                    "balanced 1e-3/0, groups 1e-3/1e-4, tens 1e-3/1e-3)",
-        optimizer="adam", lr=1e-3, weight_decay=0.0, scheduler="onecycle", epochs=100, batch_size=128,
-        augment=True, grad_clip_value=0.1, select_best=True,
-        by_grouping={"TNN": (0.005, 1e-4), "MFD": (1e-4, 0.0), "balanced": (1e-3, 0.0),
-                     "groups": (1e-3, 1e-4), "tens": (1e-3, 1e-3)}),
-    "quick": Recipe(
-        name="quick",
-        description="small data (digits, Fashion-MNIST, tests): Adam lr 1e-3, no weight decay, 15 epochs, "
-                    "batch 64, no augmentation",
-        optimizer="adam", lr=1e-3, weight_decay=0.0, epochs=15, batch_size=64, augment=False),
-}
-
-
-def describe_recipes() -> str:
-    """The recipes, one per line, for CLI help and error messages."""
-    width = max(len(n) for n in RECIPES)
-    return "\n".join(f"  {n.ljust(width)}  {r.description}" for n, r in RECIPES.items())
-
-
-def get_recipe(recipe: Union[str, Recipe]) -> Recipe:
-    """A :class:`Recipe` by name (case-insensitive) or the recipe itself."""
-    if isinstance(recipe, Recipe):
-        return recipe
-    if isinstance(recipe, str) and recipe.lower() in RECIPES:
-        return RECIPES[recipe.lower()]
-    raise L2ULError(f"unknown pre-training recipe {recipe!r}; valid recipes:\n{describe_recipes()}")
 
 
 @dataclass
@@ -348,16 +257,7 @@ def _train(model: nn.Module, bundle: DatasetBundle, s: Dict[str, Any], dev: torc
     if outputs != bundle.num_classes:
         raise L2ULError(f"the model has {outputs} output classes but the dataset {bundle.name} has "
                         f"{bundle.num_classes}; build the model with num_classes={bundle.num_classes}")
-
-    val_set = bundle.extra.get("val")
-    if val_set is not None and len(val_set) == 0:
-        val_set = None
-    select_best = bool(s["select_best"]) and val_set is not None
-    if s["select_best"] and val_set is None and log:
-        log(f"note: recipe {s['recipe']} keeps the best-validation checkpoint, but {bundle.name} has no "
-            f"validation split; keeping the last epoch")
-    sel_name = "val" if val_set is not None else "test"
-
+    val_set, select_best, sel_name = _selection(bundle, s, log)
     bs, n_epochs = s["batch_size"], s["epochs"]
     steps = _steps_per_epoch(n_train, bs, max_batches)
     if steps < 1:
@@ -368,13 +268,7 @@ def _train(model: nn.Module, bundle: DatasetBundle, s: Dict[str, Any], dev: torc
     test_loader = _eval_loader(bundle.test, eval_bs, num_workers, pin) if val_set is not None else sel_loader
     s.update(seed=seed, max_batches=max_batches, steps_per_epoch=steps, device=str(dev), n_train=n_train)
     if log:
-        log(f"pretraining on {bundle.name} ({n_train} images, {bundle.num_classes} classes) with recipe "
-            f"{s['recipe']}: {s['optimizer']} lr {s['lr']:g} wd {s['weight_decay']:g}"
-            + (f" momentum {s['momentum']:g}" if s["optimizer"] == "sgd" else "")
-            + (f", {s['scheduler']} schedule" if s["scheduler"] else "")
-            + (f", grad clip {s['grad_clip_value']:g}" if s["grad_clip_value"] else "")
-            + (f", grouping {s['grouping']}" if s["grouping"] else "")
-            + f", {n_epochs} epochs x {steps} batches of {bs}, device {dev}")
+        log(_start_line(bundle, s, dev))
 
     history: List[Dict[str, Any]] = []
     best_acc, best_epoch, best_state = -1.0, n_epochs, None
@@ -386,53 +280,18 @@ def _train(model: nn.Module, bundle: DatasetBundle, s: Dict[str, Any], dev: torc
                              pin_memory=pin, persistent_workers=num_workers > 0)
     opt = _make_optimizer(params, s)
     sched = _make_scheduler(opt, s, steps)
-    clip = s["grad_clip_value"]
     for epoch in range(1, n_epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
-        correct = torch.zeros((), device=dev, dtype=torch.int64)
-        seen, done, last_lr = 0, 0, opt.param_groups[0]["lr"]
-        bar = _progress_bar(progress, steps, f"epoch {epoch}/{n_epochs}")
-        try:
-            for x, y in batches:
-                if len(y) < 2:
-                    continue  # a trailing single image: BatchNorm cannot train on it
-                x = x.to(dev, non_blocking=pin)
-                y = torch.as_tensor(y).to(dev, non_blocking=pin)
-                opt.zero_grad(set_to_none=True)
-                out = model(x)
-                if not isinstance(out, torch.Tensor):
-                    out = out.logits
-                loss = F.cross_entropy(out, y)
-                loss.backward()
-                if clip:
-                    nn.utils.clip_grad_value_(params, clip)
-                last_lr = opt.param_groups[0]["lr"]
-                opt.step()
-                if s["scheduler"] == "onecycle":
-                    sched.step()
-                loss_sum += loss.detach().double() * len(y)
-                correct += (out.detach().argmax(1) == y).sum()
-                seen += len(y)
-                done += 1
-                if bar is not None:
-                    bar.update(1)
-                    if done % 10 == 0 or done == steps:
-                        bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}")
-                if done >= steps:
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-        train_loss = float(loss_sum) / max(seen, 1)
+        bar_desc = f"epoch {epoch}/{n_epochs}" if progress else None
+        train_loss, train_acc, last_lr = _train_epoch(model, batches, opt, sched, s, params, dev, pin=pin,
+                                                      steps=steps, bar_desc=bar_desc)
         if not math.isfinite(train_loss):
             raise L2ULError(f"training diverged in epoch {epoch}: the loss became {train_loss}; lower the "
                             f"learning rate (lr={s['lr']:g})")
         if s["scheduler"] == "cosine":
             sched.step()
         acc = accuracy(model, sel_loader)
-        record = {"epoch": epoch, "train_loss": train_loss, "train_acc": int(correct) / max(seen, 1),
+        record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
                   f"{sel_name}_acc": acc, "lr": last_lr, "seconds": time.perf_counter() - t0}
         history.append(record)
         improved = select_best and acc > best_acc
@@ -440,9 +299,7 @@ def _train(model: nn.Module, bundle: DatasetBundle, s: Dict[str, Any], dev: torc
             best_acc, best_epoch = acc, epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         if log:
-            log(f"epoch {epoch}/{n_epochs}: loss {train_loss:.4f}, train acc {100 * record['train_acc']:.2f}%, "
-                f"{sel_name} acc {100 * acc:.2f}%, lr {last_lr:.3g}, {record['seconds']:.1f}s"
-                + (" (best)" if improved else ""))
+            log(_epoch_line(record, n_epochs, sel_name, improved))
 
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -452,13 +309,89 @@ def _train(model: nn.Module, bundle: DatasetBundle, s: Dict[str, Any], dev: torc
         test_acc = accuracy(model, test_loader)
     else:
         val_acc, test_acc = None, history[-1]["test_acc"]
-    result = TrainResult(model=model, recipe=s["recipe"], epochs=n_epochs, history=history,
-                         best_epoch=best_epoch if select_best else n_epochs,
-                         seconds=0.0, settings=s, test_acc=test_acc, val_acc=val_acc)
-    return result
+    return TrainResult(model=model, recipe=s["recipe"], epochs=n_epochs, history=history,
+                       best_epoch=best_epoch if select_best else n_epochs,
+                       seconds=0.0, settings=s, test_acc=test_acc, val_acc=val_acc)
 
 
-def _progress_bar(enabled: bool, total: int, desc: str):
+def _selection(bundle: DatasetBundle, s: Dict[str, Any],
+               log: Optional[Callable[[str], Any]]) -> Tuple[Optional[Dataset], bool, str]:
+    """The validation split (None when the bundle has none or an empty one), whether the best-validation
+    checkpoint is kept, and the name (``val`` or ``test``) of the split each epoch is evaluated on."""
+    val_set = bundle.extra.get("val")
+    if val_set is not None and len(val_set) == 0:
+        val_set = None
+    select_best = bool(s["select_best"]) and val_set is not None
+    if s["select_best"] and val_set is None and log:
+        log(f"note: recipe {s['recipe']} keeps the best-validation checkpoint, but {bundle.name} has no "
+            f"validation split; keeping the last epoch")
+    return val_set, select_best, "val" if val_set is not None else "test"
+
+
+def _train_epoch(model: nn.Module, batches: Any, opt: torch.optim.Optimizer, sched: Any, s: Dict[str, Any],
+                 params: List[nn.Parameter], dev: torch.device, *, pin: bool, steps: int,
+                 bar_desc: Optional[str]) -> Tuple[float, float, float]:
+    """One epoch of at most ``steps`` optimisation steps (a progress bar titled ``bar_desc`` unless None);
+    returns the running training loss and accuracy and the learning rate of the last step."""
+    model.train()
+    loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
+    correct = torch.zeros((), device=dev, dtype=torch.int64)
+    seen, done, last_lr = 0, 0, opt.param_groups[0]["lr"]
+    clip = s["grad_clip_value"]
+    bar = _progress_bar(bar_desc is not None, steps, bar_desc)
+    try:
+        for x, y in batches:
+            if len(y) < 2:
+                continue  # a trailing single image: BatchNorm cannot train on it
+            x = x.to(dev, non_blocking=pin)
+            y = torch.as_tensor(y).to(dev, non_blocking=pin)
+            opt.zero_grad(set_to_none=True)
+            out = model(x)
+            if not isinstance(out, torch.Tensor):
+                out = out.logits
+            loss = F.cross_entropy(out, y)
+            loss.backward()
+            if clip:
+                nn.utils.clip_grad_value_(params, clip)
+            last_lr = opt.param_groups[0]["lr"]
+            opt.step()
+            if s["scheduler"] == "onecycle":
+                sched.step()
+            loss_sum += loss.detach().double() * len(y)
+            correct += (out.detach().argmax(1) == y).sum()
+            seen += len(y)
+            done += 1
+            if bar is not None:
+                bar.update(1)
+                if done % 10 == 0 or done == steps:
+                    bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}")
+            if done >= steps:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    return float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1), last_lr
+
+
+def _start_line(bundle: DatasetBundle, s: Dict[str, Any], dev: torch.device) -> str:
+    """The log line that opens a training run: data, recipe, effective settings, device."""
+    return (f"pretraining on {bundle.name} ({s['n_train']} images, {bundle.num_classes} classes) with recipe "
+            f"{s['recipe']}: {s['optimizer']} lr {s['lr']:g} wd {s['weight_decay']:g}"
+            + (f" momentum {s['momentum']:g}" if s["optimizer"] == "sgd" else "")
+            + (f", {s['scheduler']} schedule" if s["scheduler"] else "")
+            + (f", grad clip {s['grad_clip_value']:g}" if s["grad_clip_value"] else "")
+            + (f", grouping {s['grouping']}" if s["grouping"] else "")
+            + f", {s['epochs']} epochs x {s['steps_per_epoch']} batches of {s['batch_size']}, device {dev}")
+
+
+def _epoch_line(record: Dict[str, Any], n_epochs: int, sel_name: str, improved: bool) -> str:
+    """The log line of one epoch (``record``: its entry of :attr:`TrainResult.history`)."""
+    return (f"epoch {record['epoch']}/{n_epochs}: loss {record['train_loss']:.4f}, train acc "
+            f"{100 * record['train_acc']:.2f}%, {sel_name} acc {100 * record[f'{sel_name}_acc']:.2f}%, "
+            f"lr {record['lr']:.3g}, {record['seconds']:.1f}s" + (" (best)" if improved else ""))
+
+
+def _progress_bar(enabled: bool, total: int, desc: Optional[str]):
     if not enabled:
         return None
     from tqdm.auto import tqdm
@@ -467,10 +400,6 @@ def _progress_bar(enabled: bool, total: int, desc: str):
 
 
 # ------------------------------------------------------------------------------------------------ to file
-
-
-
-
 def pretrain_to_file(arch: str, dataset_spec: str, out: PathLike, *, recipe: Union[str, Recipe] = "quick",
                      epochs: Optional[int] = None, batch_size: Optional[int] = None, lr: Optional[float] = None,
                      weight_decay: Optional[float] = None, seed: int = 0,
