@@ -5,7 +5,6 @@
 images (a new data name: the caller must pass ``data={"anchors": (images, labels)}``). Nothing in the engine,
 the CLI or the bench knows about it.
 """
-import torch
 import torch.nn.functional as F
 
 from l2ul.methods import UnlearningMethod, register_ingredient, register_method
