@@ -293,3 +293,20 @@ def test_console_script_help():
 def test_report_command(capsys, tmp_path):
     rc, _, stderr = run(capsys, "report", tmp_path)
     assert rc != 0 and "no settings.json" in stderr and "Traceback" not in stderr
+
+
+def test_evaluate_takes_a_device_and_a_foreign_original(capsys, base, tmp_path):
+    """`evaluate --original-arch/--original-weights` compares with a foreign checkpoint; `--device cpu` runs
+    there, and an unavailable device is a one-line error before any work."""
+    import torch
+
+    from l2ul.models.io import load_model
+
+    sd = tmp_path / "original.pt"
+    torch.save(load_model(base).net.state_dict(), sd)
+    rc, out, err = run(capsys, "evaluate", "--model", base, "--original-arch", "small_cnn", "--original-weights", sd,
+                       "--forget-ids", "3,17", "--retain-eval-size", "100", "--device", "cpu")
+    assert rc == 0, err
+    assert "before %" in out and "agreement_test: 1.0000" in out
+    rc, _, err = run(capsys, "evaluate", "--model", base, "--device", "cuda:7")
+    assert rc == 2 and err.count("\n") == 1 and "not available" in err

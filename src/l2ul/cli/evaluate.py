@@ -12,7 +12,11 @@ def add_arguments(p) -> None:
     add_model_args(p)
     add_data_args(p)
     add_request_args(p, required=False)
-    p.add_argument("--original", metavar="FILE", help="the model before unlearning (l2ul model file)")
+    g = p.add_argument_group("the model before unlearning (for before/after figures and agreement)")
+    g.add_argument("--original", metavar="FILE", help="an l2ul model file")
+    g.add_argument("--original-arch", metavar="NAME", help="or the architecture of a foreign checkpoint ...")
+    g.add_argument("--original-weights", metavar="PATH", help="... and that checkpoint (loaded weights-only)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: automatic)")
     p.add_argument("--retain-eval-size", type=int, default=10000, metavar="N", help="(0 = all; default %(default)s)")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
     p.add_argument("--overwrite", action="store_true")
@@ -27,7 +31,11 @@ def cmd_evaluate(args) -> int:
     from ..requests import build_request
     from ..safety import check_output_path
 
-    inputs = model_inputs(args) + ([args.original] if args.original else [])
+    original_given = bool(args.original or args.original_arch or args.original_weights)
+    inputs = model_inputs(args) + [p for p in (args.original, args.original_weights) if p]
+    from ..engine import resolve_device
+
+    device = resolve_device(args.device)      # refused before any work
     if args.json:
         check_output_path(args.json, overwrite=args.overwrite, inputs=tuple(inputs))
     input_sha = input_hashes(inputs)
@@ -49,11 +57,11 @@ def cmd_evaluate(args) -> int:
     eval_ids = retain_eval_subset(bundle, ids, args.retain_eval_size)
     forget = bundle.stack_train(ids) if ids else bundle.stack_train(eval_ids[:1])
     common = dict(forget=forget, retain=bundle.train_subset(eval_ids), test=bundle.test, seed=args.seed,
-                  mia_max_samples=5000)
-    if args.original:
-        from ..models.io import load_model
+                  mia_max_samples=5000, device=str(device))
+    if original_given:
+        from ..loading import load_model_from
 
-        original = load_model(args.original)
+        original = load_model_from(model=args.original, arch=args.original_arch, weights=args.original_weights)
         check_fit(original, bundle)
         metrics = evaluate_unlearning(original, model, ids=[bundle.train_ids[i] for i in ids] or None,
                                       targets=request.targets if request else None, **common)
@@ -73,7 +81,7 @@ def cmd_evaluate(args) -> int:
             if f"{key}_before" in metrics:
                 row["original %"] = 100 * metrics[f"{key}_before"]
             rows.append(row)
-    cols = (["split", ("original %", "before %"), ("accuracy %", "after %")] if args.original
+    cols = (["split", ("original %", "before %"), ("accuracy %", "after %")] if original_given
             else ["split", "accuracy %"])
     print(format_table(rows, cols, floatfmt=".2f"))
     for k in ("mia_efficacy", "loss_auc", "agreement_test"):
