@@ -15,7 +15,7 @@ def cmd_info(args) -> int:
     print("methods:")
     for name in list_methods():
         m = get_method(name)
-        print(f"  {name:10s} {m.description} [needs: {m.data_needs}]")
+        print(f"  {name:10s} {m.description}\n  {'':10s} needs: {m.data_needs}" + (f"; source: {m.source}" if m.source else ""))
     print("models (plus tv:<any torchvision classification model>):")
     for name in list_models():
         print(f"  {name:16s} {model_info(name).get('description', '')}")
