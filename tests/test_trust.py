@@ -7,9 +7,16 @@ small driver script) in subprocesses. Torch runs single-threaded (see tests/conf
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +24,7 @@ import pytest
 
 from _cli_helpers import run, sha256
 from l2ul.cli import main
-from l2ul.errors import RequestError
+from l2ul.errors import L2ULError, RequestError
 from l2ul.requests import build_request, parse_forget_ids, parse_relabel_targets
 
 FAST = ["--pgd-steps", "10", "--adv-per-instance", "2", "--pgd-eps", "0.5", "--max-steps", "300",
@@ -282,3 +289,234 @@ def test_an_output_that_is_not_a_regular_file_is_refused(capsys, base, tmp_path,
     assert_user_error(rc, err, SPECIAL_WORDS[kind])
     assert os.lstat(special).st_mode == mode  # still what it was
     assert not (tmp_path / "o.safetensors").exists()
+
+
+# ------------------------------------------------------------------- 4. model and report published together
+
+# Runs `l2ul ARGS` and SIGKILLs itself right after os.replace(..., KILL_AFTER): the moment between the renames
+# of the model and of its report (or, with the report's path, just after the commit record).
+KILL_DRIVER = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    import torch
+    torch.set_num_threads(1)
+    kill_after, argv = Path(sys.argv[1]), sys.argv[2:]
+    real = os.replace
+    def replace(src, dst):
+        real(src, dst)
+        if Path(dst) == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    os.replace = replace
+    from l2ul.cli import main
+    sys.exit(main(argv))
+""")
+
+
+def _killed_run(tmp_path, kill_after, *args):
+    driver = tmp_path / "driver.py"
+    driver.write_text(KILL_DRIVER)
+    p = subprocess.run([sys.executable, str(driver), str(kill_after), *map(str, args)], capture_output=True,
+                       text=True, env=_env(), timeout=600)
+    assert p.returncode == -signal.SIGKILL, p.stdout + p.stderr
+    return p
+
+
+def _pair_is_whole(out: Path, report: Path):
+    rep = json.loads(report.read_text())
+    assert rep["output_model"] == {"path": str(out), "sha256": sha256(out)}
+    assert not (out.parent / f".{out.name}.incomplete").exists()
+
+
+@POSIX
+def test_sigkill_between_the_renames(capsys, base, tmp_path):
+    out_dir = tmp_path / "out"
+    out, report = out_dir / "u.safetensors", out_dir / "u.safetensors.report.json"
+    marker = out_dir / ".u.safetensors.incomplete"
+    cmd = ["unlearn", "--model", base, "--forget-ids", "3", "--out", out, *FAST]
+    _killed_run(tmp_path, out, *cmd)
+    assert out.exists() and not report.exists() and marker.exists()  # the moment between the renames
+    # no l2ul reader accepts the model without its report
+    rc, _, err = run(capsys, "evaluate", "--model", out, "--retain-eval-size", "50")
+    assert_user_error(rc, err, str(out), "incomplete output", "rerun")
+    rc, _, err = run(capsys, "unlearn", "--model", out, "--forget-ids", "5", "--out", tmp_path / "x", *FAST)
+    assert_user_error(rc, err, "incomplete output")
+    # the same command again (no --overwrite needed): the incomplete output is removed first, then published
+    rc, _, err = run(capsys, *cmd)
+    assert rc == 0, err
+    assert "removed" in err and "interrupted run" in err
+    _pair_is_whole(out, report)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["u.safetensors", "u.safetensors.report.json"]
+
+
+@POSIX
+def test_sigkill_after_the_commit_record(capsys, base, tmp_path):
+    out, report = tmp_path / "u.safetensors", tmp_path / "r.json"
+    cmd = ["unlearn", "--model", base, "--forget-ids", "3", "--out", out, "--report", report, *FAST]
+    _killed_run(tmp_path, report, *cmd)
+    assert (tmp_path / ".u.safetensors.incomplete").exists()  # killed before removing its marker
+    _pair_is_whole_but_marked = json.loads(report.read_text())["output_model"]["sha256"] == sha256(out)
+    assert _pair_is_whole_but_marked
+    rc, _, err = run(capsys, "evaluate", "--model", out, "--retain-eval-size", "50")  # published: accepted
+    assert rc == 0, err
+    rc, _, err = run(capsys, *cmd)
+    assert_user_error(rc, err, "already exists", "--overwrite")
+    rc, _, err = run(capsys, *cmd, "--overwrite")
+    assert rc == 0, err
+    _pair_is_whole(out, report)
+
+
+@POSIX
+def test_sigkill_while_overwriting_leaves_no_mixed_pair(capsys, base, tmp_path):
+    out, report = tmp_path / "u.safetensors", tmp_path / "u.safetensors.report.json"
+    cmd = ["unlearn", "--model", base, "--forget-ids", "3", "--out", out, *FAST]
+    rc, _, err = run(capsys, *cmd)
+    assert rc == 0, err
+    old_report = report.read_bytes()
+    _killed_run(tmp_path, out, *cmd, "--forget-ids", "17", "--overwrite")  # (the last --forget-ids wins)
+    assert report.read_bytes() == old_report  # the old report, next to the new model: a mixed pair ...
+    rc, _, err = run(capsys, "evaluate", "--model", out, "--retain-eval-size", "50")
+    assert_user_error(rc, err, "incomplete output")  # ... which l2ul refuses
+    rc, _, err = run(capsys, *cmd, "--forget-ids", "17")  # and the next run clears, without --overwrite
+    assert rc == 0, err
+    _pair_is_whole(out, report)
+    assert json.loads(report.read_text())["request"]["ids"] == [17]
+
+
+def test_publish_rolls_back_on_an_exception(tmp_path, monkeypatch):
+    import l2ul.safety as safety
+
+    a, b = tmp_path / "a.bin", tmp_path / "b.json"
+    with safety.publish_together() as stage:
+        stage(a).write_bytes(b"A1")
+        stage(b).write_bytes(b"B1")
+    assert a.read_bytes() == b"A1" and b.read_bytes() == b"B1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.json"]
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(dst) == b:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(safety.os, "replace", replace)
+    with pytest.raises(OSError):
+        with safety.publish_together() as stage:
+            stage(a).write_bytes(b"A2")
+            stage(b).write_bytes(b"B2")
+    monkeypatch.undo()
+    # the new a was published, then taken back with the marker; nothing else is left
+    assert not a.exists() and b.read_bytes() == b"B1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]
+
+
+@pytest.mark.parametrize("state", ["before the first rename", "between the renames", "over an old set",
+                                   "after the last rename", "written since"])
+def test_publish_states_a_kill_can_leave(tmp_path, state):
+    """What the reader (check_published) and the next writer (recover_incomplete) make of each state."""
+    from l2ul.safety import check_published, incomplete_marker, recover_incomplete, sha256_file
+
+    a, b = tmp_path / "m.bin", tmp_path / "m.json"
+    new_a, new_b = tmp_path / ".m.bin.1.partial", tmp_path / ".m.json.1.partial"
+    new_a.write_bytes(b"new model")
+    new_b.write_bytes(b"new report")
+    old = state in ("before the first rename", "over an old set")
+    if old:
+        a.write_bytes(b"old model")
+        b.write_bytes(b"old report")
+    files = [{"path": str(p), "tmp": str(t), "sha256": sha256_file(t),
+              "before": sha256_file(p) if p.exists() else None} for p, t in ((a, new_a), (b, new_b))]
+    incomplete_marker(a).write_text(json.dumps({"l2ul_incomplete": 1, "files": files}))
+    if state != "before the first rename":
+        os.replace(new_a, a)
+    if state == "after the last rename":
+        os.replace(new_b, b)
+    if state == "written since":
+        a.write_bytes(b"something else")
+    whole = state in ("before the first rename", "after the last rename")
+    if whole:
+        check_published(a)
+    else:
+        with pytest.raises(L2ULError, match="incomplete output"):
+            check_published(a)
+    recover_incomplete(a)
+    left = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    expected = {"before the first rename": {"m.bin": b"old model", "m.json": b"old report"},
+                "between the renames": {},
+                "over an old set": {},  # the new model is removed, and the old report, whose model it replaced
+                "after the last rename": {"m.bin": b"new model", "m.json": b"new report"},
+                "written since": {"m.bin": b"something else"}}[state]
+    assert left == expected
+    check_published(a)  # nothing is marked any more
+
+
+@POSIX
+def test_lock_a_concurrent_run_fails_at_once(capsys, base, tmp_path):
+    out = tmp_path / "u.safetensors"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from l2ul.safety import output_lock
+        with output_lock({str(out)!r}):
+            print("held", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        for args in (["unlearn", "--model", base, "--forget-ids", "3", "--out", out, *FAST],
+                     ["unlearn", "--model", base, "--forget-ids", "3", "--out", out, "--overwrite", *FAST],
+                     ["pretrain", "--arch", "small_cnn", "--dataset", "digits", "--epochs", "1", "--out", out,
+                      "--quiet"]):
+            rc, _, err = run(capsys, *args)
+            assert_user_error(rc, err, "another l2ul run is writing", str(out))
+        assert time.monotonic() - t0 < 30  # refused at once, not after the work
+        assert not out.exists() and not Path(f"{out}.report.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    rc, _, err = run(capsys, "unlearn", "--model", base, "--forget-ids", "3", "--out", out, *FAST)
+    assert rc == 0, err  # (a lock file a killed holder left behind does not block)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u.safetensors", "u.safetensors.report.json"]
+
+
+@POSIX
+def test_two_racing_runs_cannot_both_succeed(base, tmp_path):
+    out = tmp_path / "u.safetensors"
+    cmd = [sys.executable, "-m", "l2ul.cli", "unlearn", "--model", str(base), "--forget-ids", "3", "--out",
+           str(out), *FAST]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+             for _ in range(2)]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    codes = sorted(rc for rc, _ in results)
+    assert codes == [0, 2], results
+    err = next(e for rc, e in results if rc == 2)
+    assert_user_error(2, err)
+    assert "another l2ul run is writing" in err or "already exists" in err
+    _pair_is_whole(out, Path(f"{out}.report.json"))
+
+
+def test_lock_in_process(tmp_path):
+    from l2ul.safety import output_lock
+
+    out = tmp_path / "sub" / "dir" / "o.bin"
+    with output_lock(out):
+        assert (tmp_path / "sub" / "dir" / ".o.bin.lock").exists()
+        with pytest.raises(L2ULError, match="another l2ul run is writing"):
+            with output_lock(out):
+                pass
+        barrier = threading.Barrier(2)
+        errors = []
+
+        def other():
+            barrier.wait()
+            try:
+                with output_lock(out):
+                    pass
+            except L2ULError as e:
+                errors.append(str(e))
+
+        t = threading.Thread(target=other)
+        t.start()
+        barrier.wait()
+        t.join()
+        assert len(errors) == 1
+    assert not (tmp_path / "sub").exists()  # the folders it made for the lock are gone again

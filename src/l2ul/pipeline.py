@@ -7,6 +7,7 @@ together (both or neither, :func:`l2ul.safety.publish_together`).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
@@ -63,14 +64,16 @@ def retain_eval_subset(bundle, exclude: Sequence[int], size: int, seed: Optional
 
 
 def input_hashes(paths: Sequence[Union[str, Path]]) -> Dict[str, str]:
-    """sha256 of each input file (which must exist), for the audit record."""
-    from .safety import sha256_file
+    """sha256 of each input file (which must exist, and not be an incomplete output:
+    :func:`l2ul.safety.check_published`), for the audit record."""
+    from .safety import check_published, sha256_file
 
     for p in paths:
         if not Path(p).exists():
             raise ModelFileError(f"model file {p} does not exist; check the path")
         if not Path(p).is_file():
             raise ModelFileError(f"{p} is not a file; give the path of a model file")
+        check_published(p)
     return {str(p): sha256_file(p) for p in paths}
 
 
@@ -205,6 +208,7 @@ def _method_obj(name):
 
 
 def _output_paths(out, report, overwrite: bool, inputs: Sequence[str]):
+    """The model and report paths, checked (:func:`l2ul.safety.check_output_path`, ``check_writable``)."""
     from .safety import check_output_path, check_writable
 
     out = check_output_path(out, overwrite=overwrite, inputs=tuple(inputs))
@@ -215,6 +219,24 @@ def _output_paths(out, report, overwrite: bool, inputs: Sequence[str]):
     check_writable(out)
     check_writable(report_path)
     return out, report_path
+
+
+@contextlib.contextmanager
+def claim_outputs(out, report, *, overwrite: bool, inputs: Sequence[str], log: Optional[Log] = None):
+    """Check the outputs of a run and hold them until it has published: yields ``(out, report_path)``.
+
+    First every check that needs no lock (an input, a path that is not a regular file, an unwritable
+    folder); then, under :func:`l2ul.safety.output_lock` (so a concurrent run with the same outputs fails at
+    once), the removal of an output an interrupted publish left incomplete
+    (:func:`l2ul.safety.recover_incomplete`) and the existence checks (``overwrite``)."""
+    from .safety import output_lock, recover_incomplete
+
+    out, report_path = _output_paths(out, report, True, inputs)
+    with output_lock(out, report_path):
+        note = recover_incomplete(out)
+        if note and log:
+            log(note)
+        yield _output_paths(out, report_path, overwrite, inputs)
 
 
 def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, None] = None,
@@ -237,16 +259,28 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     (default ``OUT.report.json``). The model is written only if the run converged (or ``keep_unconverged``
     and it did not diverge); the report always. ``log``: called with progress lines.
     """
+    log = log or (lambda s: None)
+    inputs = [str(p) for p in (model, weights) if isinstance(p, (str, os.PathLike))]
+    every_input = run_inputs(model=model, weights=weights, dataset=dataset, forget_ids=forget_ids,
+                             relabel_to=relabel_to, proxy=proxy)
+    with claim_outputs(out, report, overwrite=overwrite, inputs=every_input, log=log) as (out, report_path):
+        return _run_claimed(
+            out=out, report_path=report_path, inputs=inputs, model=model, arch=arch, weights=weights,
+            num_classes=num_classes, dataset=dataset, data_dir=data_dir, download=download, forget_ids=forget_ids,
+            forget_random=forget_random, relabel_to=relabel_to, seed=seed, method=method, config=config,
+            proxy=proxy, allow_training_proxy=allow_training_proxy, keep_unconverged=keep_unconverged,
+            retain_eval_size=retain_eval_size, progress=progress, log=log, argv=argv)
+
+
+def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], model, arch, weights, num_classes, dataset,
+                 data_dir, download, forget_ids, forget_random, relabel_to, seed, method, config, proxy,
+                 allow_training_proxy, keep_unconverged, retain_eval_size, progress, log, argv) -> RequestOutcome:
+    """:func:`run_request` once its outputs are claimed."""
     from .data import load_dataset
     from .engine import unlearn
     from .loading import check_fit, load_model_from
     from .requests import build_request
 
-    log = log or (lambda s: None)
-    inputs = [str(p) for p in (model, weights) if isinstance(p, (str, os.PathLike))]
-    every_input = run_inputs(model=model, weights=weights, dataset=dataset, forget_ids=forget_ids,
-                             relabel_to=relabel_to, proxy=proxy)
-    out, report_path = _output_paths(out, report, overwrite, every_input)
     input_sha = input_hashes(inputs)
     cfg = (config or UnlearnConfig()).replace(seed=seed)
     bundle = load_dataset(dataset, data_dir=data_dir, download=download)

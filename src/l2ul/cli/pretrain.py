@@ -21,13 +21,16 @@ def add_arguments(p) -> None:
 
 def cmd_pretrain(args) -> int:
     from ..pipeline import run_inputs
-    from ..safety import check_output_path
+    from ..safety import check_output_path, output_lock
     from ..training import pretrain_to_file
 
-    check_output_path(args.out, overwrite=args.overwrite, inputs=run_inputs(dataset=args.dataset))
-    result = pretrain_to_file(args.arch, args.dataset, args.out, recipe=args.recipe, epochs=args.epochs,
-                              batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                              seed=args.seed, device=args.device, overwrite=args.overwrite,
-                              data_dir=args.data_dir, progress=not args.quiet)
+    inputs = run_inputs(dataset=args.dataset)
+    check_output_path(args.out, overwrite=True, inputs=inputs)  # (what needs no lock: before creating one)
+    with output_lock(args.out):  # held to the end: a concurrent run with the same --out fails at once
+        check_output_path(args.out, overwrite=args.overwrite, inputs=inputs)
+        result = pretrain_to_file(args.arch, args.dataset, args.out, recipe=args.recipe, epochs=args.epochs,
+                                  batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                                  seed=args.seed, device=args.device, overwrite=args.overwrite,
+                                  data_dir=args.data_dir, progress=not args.quiet)
     print(f"model: {args.out}  ({result.epochs} epochs, {result.seconds:.1f}s)")
     return 0
