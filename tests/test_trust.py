@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from _cli_helpers import run, sha256
 from l2ul.cli import main
@@ -520,3 +521,67 @@ def test_lock_in_process(tmp_path):
         t.join()
         assert len(errors) == 1
     assert not (tmp_path / "sub").exists()  # the folders it made for the lock are gone again
+
+
+# ------------------------------------------------------------------------------------ 5. NaN models
+
+def _damaged(kind: str):
+    from l2ul.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=10, in_channels=1)
+    state = model.state_dict()
+    with torch.no_grad():
+        if kind == "nan weight":
+            next(t for n, t in state.items() if n.endswith("weight")).view(-1)[0] = float("nan")
+        elif kind == "inf bias":
+            next(t for n, t in state.items() if n.endswith("bias")).view(-1)[0] = float("inf")
+        else:  # a batch-norm variance that went to inf (what `pretrain --lr 1e9` produces)
+            next(t for n, t in state.items() if n.endswith("running_var")).fill_(float("inf"))
+    return model
+
+
+DAMAGE = ["nan weight", "inf bias", "inf running_var"]
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_unlearn_api_refuses_a_non_finite_model_before_any_work(kind, monkeypatch):
+    import l2ul.engine
+    from l2ul import unlearn
+    from l2ul.errors import ModelFileError
+
+    def no_work(*a, **k):
+        raise AssertionError("work started on a non-finite model")
+
+    monkeypatch.setattr(l2ul.engine, "_make_context", no_work)
+    model = _damaged(kind)
+    x, y = torch.rand(2, 1, 8, 8), torch.tensor([1, 2])
+    for method in ("neggrad", "l2ul", "repair"):
+        with pytest.raises(ModelFileError, match="non-finite value"):
+            unlearn(model, x, y, method=method)
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_run_request_and_cli_refuse_a_non_finite_model(capsys, tmp_path, kind):
+    from l2ul.errors import ModelFileError
+    from l2ul.pipeline import run_request
+
+    model = _damaged(kind)
+    with pytest.raises(ModelFileError, match="non-finite value"):
+        run_request(model=model, forget_ids="3", out=tmp_path / "o.safetensors")
+    weights = tmp_path / "nan.pt"
+    torch.save(model.state_dict(), weights)
+    rc, _, err = run(capsys, "unlearn", "--arch", "small_cnn", "--weights", weights, "--forget-ids", "3",
+                     "--out", tmp_path / "o.safetensors", *FAST)
+    assert_user_error(rc, err, "non-finite value")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.pt"]
+
+
+@pytest.mark.xfail(reason="needs training.pretrain_to_file to refuse a non-finite model before saving "
+                          "(training.py is another engineer's; see the #15 report)", strict=False)
+def test_pretrain_with_a_huge_lr_reports_divergence_and_writes_nothing(capsys, tmp_path):
+    out = tmp_path / "m.safetensors"
+    rc, _, err = run(capsys, "pretrain", "--arch", "small_cnn", "--dataset", "digits", "--lr", "1e9", "--epochs",
+                     "2", "--out", out, "--quiet")
+    assert_user_error(rc, err, "diverged", "lower")
+    assert list(tmp_path.iterdir()) == []

@@ -272,6 +272,10 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
     Returns an :class:`UnlearnResult`; ``result.model`` is the unlearned model (in eval mode).
     """
     cfg = (config or UnlearnConfig()).validate()
+    if isinstance(model, nn.Module):  # a NaN/inf weight or buffer cannot be unlearned: refuse before any work
+        from .models import check_finite_model
+
+        check_finite_model(model)
     m = get_method(method)
     if task not in TASKS:
         raise ConfigError(f"task must be one of {TASKS}, got {task!r}")

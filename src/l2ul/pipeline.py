@@ -284,8 +284,13 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], model, arch
     input_sha = input_hashes(inputs)
     cfg = (config or UnlearnConfig()).replace(seed=seed)
     bundle = load_dataset(dataset, data_dir=data_dir, download=download)
-    net = model if isinstance(model, nn.Module) else load_model_from(model=model, arch=arch, weights=weights,
-                                                                      num_classes=num_classes)
+    if isinstance(model, nn.Module):  # (a model file is checked when it is read)
+        from .models import check_finite_model
+
+        check_finite_model(model)
+        net = model
+    else:
+        net = load_model_from(model=model, arch=arch, weights=weights, num_classes=num_classes)
     check_fit(net, bundle)
     request = build_request(n_train=bundle.n_train, train_labels=bundle.train_labels, num_classes=bundle.num_classes,
                             forget_ids=forget_ids, forget_random=forget_random, relabel_to=relabel_to, seed=seed,
