@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,16 @@ def assert_user_error(rc, err, *words):
     assert "Traceback" not in err
     for w in words:
         assert w in lines[0], (w, lines[0])
+
+
+def assert_error_line(rc, err, *words):
+    """Exit 2 and, after any progress lines of the work done, one last line ``l2ul: error: ...``."""
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert [line for line in lines if "error" in line] == lines[-1:] and lines[-1].startswith("l2ul: error: "), err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[-1], (w, lines[-1])
 
 
 @pytest.fixture(scope="module")
@@ -585,3 +596,267 @@ def test_pretrain_with_a_huge_lr_reports_divergence_and_writes_nothing(capsys, t
                      "2", "--out", out, "--quiet")
     assert_user_error(rc, err, "diverged", "lower")
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------- 6. a one-line error where one is promised
+
+def _npz_variants(d: Path, key_sets):
+    """Damaged copies of a valid npz: a flipped data byte (bad CRC), truncated, object arrays, a non-.npy
+    member. ``key_sets``: ``{key: array}`` of a valid file."""
+    import io
+
+    good = d / "good.npz"
+    np.savez(good, **key_sets)
+    raw = good.read_bytes()
+    out = {}
+    crc = bytearray(raw)
+    crc[len(raw) // 3] ^= 0xFF  # inside the first member's data
+    (d / "crc.npz").write_bytes(bytes(crc))
+    out["bad CRC"] = d / "crc.npz"
+    (d / "truncated.npz").write_bytes(raw[: len(raw) // 2])
+    out["truncated"] = d / "truncated.npz"
+    with zipfile.ZipFile(d / "objects.npz", "w") as z:
+        for k, v in key_sets.items():
+            buf = io.BytesIO()
+            np.save(buf, np.array([1, "a", None], dtype=object) if k in ("x_train", "x") else v, allow_pickle=True)
+            z.writestr(k + ".npy", buf.getvalue())
+    out["object arrays"] = d / "objects.npz"
+    with zipfile.ZipFile(d / "members.npz", "w") as z:
+        for k, v in key_sets.items():
+            buf = io.BytesIO()
+            np.save(buf, v)
+            z.writestr(k + ".npy", buf.getvalue())
+        z.writestr("readme.txt", b"not an array")
+    out["non-.npy member"] = d / "members.npz"
+    return out
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory, inputs):
+    d = tmp_path_factory.mktemp("damaged")
+    with np.load(inputs / "data.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    (d / "data").mkdir()
+    (d / "proxy").mkdir()
+    with np.load(inputs / "proxy.npz") as z:
+        proxy = {"x": z["x"]}
+    return {"dataset": _npz_variants(d / "data", arrays), "proxy": _npz_variants(d / "proxy", proxy)}
+
+
+NPZ_DAMAGE = ["bad CRC", "truncated", "object arrays", "non-.npy member"]
+NPZ_WORDS = {"bad CRC": "damaged", "truncated": "damaged", "object arrays": "Python objects",
+             "non-.npy member": "not a .npy array"}
+
+
+@pytest.mark.parametrize("damage", NPZ_DAMAGE)
+@pytest.mark.parametrize("role", ["dataset", "proxy", "pretrain dataset"])
+def test_damaged_npz_is_one_line(capsys, base, damaged, tmp_path, role, damage):
+    path = damaged["proxy" if role == "proxy" else "dataset"][damage]
+    if role == "dataset":
+        args = ["unlearn", "--model", base, "--dataset", f"npz:{path}", "--forget-ids", "3",
+                "--out", tmp_path / "o.safetensors", *FAST]
+    elif role == "proxy":
+        args = ["unlearn", "--model", base, "--proxy-data", f"npz:{path}", "--forget-ids", "3",
+                "--out", tmp_path / "o.safetensors", *FAST]
+    else:
+        args = ["pretrain", "--arch", "small_cnn", "--dataset", f"npz:{path}", "--epochs", "1",
+                "--out", tmp_path / "o.safetensors", "--quiet"]
+    rc, _, err = run(capsys, *args)
+    assert_user_error(rc, err, str(path), NPZ_WORDS[damage])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_state_dict_of_another_architecture(capsys, tmp_path):
+    from l2ul.models import create_model
+
+    other = tmp_path / "resnet20.pt"
+    torch.save(create_model("resnet20", num_classes=10).state_dict(), other)
+    rc, _, err = run(capsys, "unlearn", "--arch", "small_cnn", "--weights", other, "--forget-ids", "3",
+                     "--out", tmp_path / "o.safetensors", *FAST)
+    assert_user_error(rc, err, str(other), "does not fit small_cnn", "--arch")
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory):
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("mixed")
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (d / split / c).mkdir(parents=True)
+            for i in range(3):
+                side = 9 if (split, c, i) == ("train", "b", 2) else 8
+                Image.fromarray(np.full((side, side, 3), 30 * i, np.uint8)).save(d / split / c / f"{i}.png")
+    return d
+
+
+@pytest.mark.parametrize("command", ["unlearn", "pretrain"])
+def test_mixed_image_sizes_in_a_folder(capsys, base, mixed_folder, tmp_path, command):
+    spec = f"imagefolder:{mixed_folder}"
+    if command == "unlearn":
+        args = ["unlearn", "--model", base, "--dataset", spec, "--forget-ids", "0", "--out", tmp_path / "o", *FAST]
+    else:
+        args = ["pretrain", "--arch", "small_cnn", "--dataset", spec, "--epochs", "1", "--out", tmp_path / "o",
+                "--quiet"]
+    rc, _, err = run(capsys, *args)
+    assert_user_error(rc, err, "9x9", "8x8", "one size", "?resize=R&crop=C")
+    # with a crop every image comes out the same size: accepted (pretrain trains on it)
+    rc, _, err = run(capsys, "pretrain", "--arch", "small_cnn", "--dataset", f"{spec}?resize=8&crop=8",
+                     "--epochs", "1", "--out", tmp_path / "m.safetensors", "--quiet")
+    assert rc == 0, err
+    # resize alone: square images of two sizes come out the same size too
+    rc, _, err = run(capsys, "pretrain", "--arch", "small_cnn", "--dataset", f"{spec}?resize=8",
+                     "--epochs", "1", "--out", tmp_path / "n.safetensors", "--quiet")
+    assert rc == 0, err
+
+
+SETTINGS = {
+    # name: (arguments, words of the one-line message)
+    "unlearn --seed -1": (["unlearn", "--forget-ids", "3", "--seed", "-1"], ["--seed", "-1", "0..", "range"]),
+    "unlearn --seed 2**64": (["unlearn", "--forget-ids", "3", "--seed", "18446744073709551616"],
+                             ["--seed", "18446744073709551616", "outside"]),
+    "evaluate --seed -1": (["evaluate", "--forget-random", "2", "--seed", "-1"], ["--seed", "-1"]),
+    "pretrain --seed -1": (["pretrain", "--arch", "small_cnn", "--seed", "-1"], ["--seed", "-1"]),
+    "pretrain --seed 2**64": (["pretrain", "--arch", "small_cnn", "--seed", "18446744073709551616"], ["--seed"]),
+    "unlearn --retain-eval-size -5": (["unlearn", "--forget-ids", "3", "--retain-eval-size", "-5"],
+                                      ["--retain-eval-size", "-5", ">= 0"]),
+    "evaluate --retain-eval-size -5": (["evaluate", "--retain-eval-size", "-5"],
+                                       ["retain_eval_size", "-5", ">= 0", "--retain-eval-size"]),
+    "unlearn --device gpu0": (["unlearn", "--forget-ids", "3", "--device", "gpu0"],
+                              ["'gpu0'", "cpu, cuda, cuda:N or mps", "--device"]),
+    "unlearn --device meta": (["unlearn", "--forget-ids", "3", "--device", "meta"], ["'meta'", "holds no data"]),
+    "pretrain --device gpu0": (["pretrain", "--arch", "small_cnn", "--device", "gpu0"], ["'gpu0'"]),
+    "pretrain --device meta": (["pretrain", "--arch", "small_cnn", "--device", "meta"], ["'meta'"]),
+}
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_bad_settings_are_one_line_before_any_work(capsys, base, tmp_path, name, monkeypatch):
+    import l2ul.data
+
+    args, words = SETTINGS[name]
+    if args[0] != "pretrain":
+        args = args + ["--model", str(base)]
+    if args[0] != "evaluate":
+        args = args + ["--out", str(tmp_path / "o.safetensors")]
+    if args[0] == "unlearn":
+        args += FAST[:-2] if "--retain-eval-size" in args else FAST
+    if args[0] != "evaluate":  # no dataset is even loaded
+        monkeypatch.setattr(l2ul.data, "load_dataset", lambda *a, **k: pytest.fail("work started"))
+    rc, _, err = run(capsys, *args)
+    assert_user_error(rc, err, *words)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_request_refuses_bad_settings_before_any_work(tmp_path):
+    from l2ul.errors import ConfigError
+    from l2ul.pipeline import run_request
+
+    for kwargs, match in ((dict(retain_eval_size=-5), "retain_eval_size"), (dict(seed=-1), "seed"),
+                          (dict(config=__import__("l2ul").UnlearnConfig().replace(max_steps=5)) | dict(seed=2**64),
+                           "seed")):
+        with pytest.raises(ConfigError, match=match):
+            run_request(model=tmp_path / "none", forget_ids="3", out=tmp_path / "o", **kwargs)
+    with pytest.raises(ConfigError, match="holds no data"):
+        run_request(model=tmp_path / "none", forget_ids="3", out=tmp_path / "o",
+                    config=__import__("l2ul").UnlearnConfig(device="meta"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            run_request(model=tmp_path / "none", forget_ids="3", out=tmp_path / "o",
+                        config=__import__("l2ul").UnlearnConfig(device="cuda"))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command, where", [("unlearn", "model"), ("unlearn", "report"), ("pretrain", "model")])
+def test_a_full_disk_is_one_line_and_leaves_nothing(capsys, base, tmp_path, monkeypatch, command, where):
+    import safetensors.torch
+
+    import l2ul.reports
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if where == "model":
+        monkeypatch.setattr(safetensors.torch, "save_model", full)
+    else:  # the report, staged after the model
+        monkeypatch.setattr(l2ul.reports, "write_json", full)
+    out = tmp_path / "o.safetensors"
+    if command == "unlearn":
+        args = ["unlearn", "--model", base, "--forget-ids", "3", "--out", out, *FAST]
+    else:
+        args = ["pretrain", "--arch", "small_cnn", "--dataset", "digits", "--epochs", "1", "--out", out, "--quiet"]
+    rc, _, err = run(capsys, *args)
+    monkeypatch.undo()
+    assert_error_line(rc, err, "No space left on device", "free disk space")
+    assert list(tmp_path.iterdir()) == []
+
+
+LOOPS = {
+    "--model": lambda loop, base, d: ["--model", loop],
+    "--weights": lambda loop, base, d: ["--arch", "small_cnn", "--weights", loop],
+    "dataset": lambda loop, base, d: ["--model", base, "--dataset", f"npz:{loop}"],
+    "--forget-ids @": lambda loop, base, d: ["--model", base, "--forget-ids", f"@{loop}"],
+    "--relabel-to @": lambda loop, base, d: ["--model", base, "--relabel-to", f"@{loop}"],
+    "--proxy-data": lambda loop, base, d: ["--model", base, "--proxy-data", f"npz:{loop}"],
+    "--out": lambda loop, base, d: ["--model", base, "--out", loop],
+    "--report": lambda loop, base, d: ["--model", base, "--report", loop],
+    "inside the dataset folder": lambda loop, base, d: ["--model", base, "--dataset", f"imagefolder:{d}"],
+}
+
+
+@POSIX
+@pytest.mark.parametrize("where", list(LOOPS))
+def test_a_symlink_loop_as_a_path(capsys, base, tmp_path, where):
+    loop = tmp_path / "loop"
+    os.symlink(loop, loop)
+    folder = tmp_path / "folder"
+    for split in ("train", "test"):
+        (folder / split / "a").mkdir(parents=True)
+    os.symlink(folder / "train", folder / "train" / "a" / "back")  # a folder cycle
+    args = LOOPS[where](loop, base, folder)
+    if "--forget-ids" not in " ".join(map(str, args)):
+        args = args + ["--forget-ids", "3"]
+    if "--out" not in args:
+        args = args + ["--out", tmp_path / "o.safetensors"]
+    rc, _, err = run(capsys, "unlearn", *args, *FAST)
+    assert_user_error(rc, err, "loop")
+    rc, _, err = run(capsys, "pretrain", "--arch", "small_cnn", "--dataset", f"npz:{loop}", "--out",
+                     tmp_path / "p.safetensors")
+    assert_user_error(rc, err, "loop")
+
+
+@POSIX
+@pytest.mark.parametrize("role", ["unlearn dataset", "unlearn proxy", "pretrain dataset"])
+def test_a_fifo_inside_an_image_folder_does_not_hang(base, inputs, tmp_path, role):
+    import shutil
+
+    folder = tmp_path / "folder"
+    shutil.copytree(inputs / "folder", folder)
+    os.mkfifo(folder / "train" / "a" / "0b.png")  # sorted right after 0.png: the loader would open it
+    if role == "unlearn dataset":
+        args = ["unlearn", "--model", base, "--dataset", f"imagefolder:{folder}", "--forget-ids", "0",
+                "--out", tmp_path / "o", *FAST]
+    elif role == "unlearn proxy":
+        args = ["unlearn", "--model", base, "--proxy-data", f"imagefolder:{folder}", "--forget-ids", "0",
+                "--out", tmp_path / "o", *FAST]
+    else:
+        args = ["pretrain", "--arch", "small_cnn", "--dataset", f"imagefolder:{folder}", "--out", tmp_path / "o"]
+    p = subprocess.run([sys.executable, "-m", "l2ul.cli", *map(str, args)], capture_output=True, text=True,
+                       env=_env(), timeout=120)
+    assert_user_error(p.returncode, p.stderr, "0b.png", "FIFO")
+
+
+@pytest.mark.xfail(reason="needs bench/store.py _adopt_old_settings and bench/render.py render_results to refuse "
+                          "a settings.json that is not a JSON object (bench/* is another engineer's; see the #15 "
+                          "report)", strict=False)
+@pytest.mark.parametrize("command", ["report", "bench"])
+def test_a_bench_settings_file_holding_a_list(capsys, base, tmp_path, command):
+    out = tmp_path / "bench"
+    out.mkdir()
+    (out / "settings.json").write_text("[]")
+    if command == "report":
+        rc, _, err = run(capsys, "report", out)
+    else:
+        rc, _, err = run(capsys, "bench", "--model", base, "--dataset", "digits", "--methods", "neggrad", "--k", "1",
+                         "--seeds", "0", "--out", out, "--no-progress", "--pgd-steps", "2", "--max-steps", "3")
+    assert_user_error(rc, err, "settings.json")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .errors import ConfigError
 
@@ -20,16 +20,19 @@ TASKS = ("misclassify", "relabel")
 
 def _field(default: Any, group: str, help: str, *, minimum: Optional[float] = None, exclusive: bool = False,
            maximum: Optional[float] = None, choices: Optional[Tuple[str, ...]] = None, kind: Optional[type] = None, nullable: bool = False,
-           flag: bool = True, since: str = "0.1") -> Any:
+           flag: bool = True, since: str = "0.1", check: Optional[Callable[[Any], None]] = None,
+           invalid: Tuple[Any, ...] = ()) -> Any:
     """A config field with its single source of truth: ``help`` (CLI help and docs), ``group`` (CLI option
     group), ``choices`` or a lower bound ``minimum`` (``exclusive``: strictly greater), ``nullable`` (``None``
     allowed), ``flag`` (whether commands expose it as ``--<name>``) and ``since`` (the release that added
     it: results stores hash a field added after 0.2 only when it differs from its default, so folders
-    written before it existed keep resuming). Validation, the CLI flags of every
-    command and the invalid-value tests are generated from it."""
+    written before it existed keep resuming), ``check`` (a further test of a value of the right kind, raising
+    :class:`ConfigError`) and ``invalid`` (values ``check`` refuses, for the tests). Validation, the CLI flags
+    of every command and the invalid-value tests are generated from it."""
     meta = {"group": group, "help": help, "minimum": minimum, "exclusive": exclusive, "maximum": maximum,
             "choices": choices,
-            "kind": kind or type(default), "nullable": nullable, "flag": flag, "since": since}
+            "kind": kind or type(default), "nullable": nullable, "flag": flag, "since": since, "check": check,
+            "invalid": tuple(invalid)}
     return field(default=default, metadata=meta)
 
 
@@ -54,6 +57,8 @@ def check_value(f: dataclasses.Field, v: Any) -> None:
         return
     if not ok:
         raise ConfigError(f"{f.name} must be {what}, got {v!r}", field=f.name)
+    if m.get("check") is not None:
+        m["check"](v)
     lo = m["minimum"]
     if lo is not None and (v <= lo if m["exclusive"] else v < lo):
         if m["exclusive"] and lo == 0:
@@ -62,6 +67,33 @@ def check_value(f: dataclasses.Field, v: Any) -> None:
     hi = m["maximum"]
     if hi is not None and v > hi:
         raise ConfigError(f"{f.name} must be <= {hi:g}, got {v!r}", field=f.name)
+
+
+#: The device types l2ul runs on (``cuda`` with an optional index).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def check_device(device: Any) -> None:
+    """Raise :class:`ConfigError` (field ``device``) unless ``device`` is ``None`` (automatic) or names a
+    device l2ul runs on: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``. Whether it is *available* on this machine
+    is checked where the run starts (:func:`l2ul.resolve_device`)."""
+    if device is None:
+        return
+    import torch
+
+    if not isinstance(device, (str, torch.device)):
+        raise ConfigError(f"device must be a string such as 'cpu' or 'cuda:0', got {device!r}", field="device")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"device {str(device)!r} is not a device name; use cpu, cuda, cuda:N or mps",
+                          field="device") from None
+    if dev.type == "meta":
+        raise ConfigError("device 'meta' holds no data (it only records shapes), so nothing can run on it; use "
+                          "cpu, cuda, cuda:N or mps", field="device")
+    if dev.type not in DEVICE_TYPES:
+        raise ConfigError(f"device {str(device)!r} ({dev.type}) is not supported; use cpu, cuda, cuda:N or mps",
+                          field="device")
 
 
 def config_fields() -> Tuple[dataclasses.Field, ...]:
@@ -75,6 +107,7 @@ def invalid_values(f: dataclasses.Field) -> List[Any]:
     bad: List[Any] = ["not-a-value" if m["choices"] is not None else object()]
     if not m["nullable"]:
         bad.append(None)
+    bad += list(m.get("invalid", ()))
     if m["choices"] is not None:
         return bad + [m["choices"][0].upper() + "x"]
     if m["kind"] in (int, float):
@@ -160,7 +193,7 @@ class UnlearnConfig:
     seed: int = _field(0, "other", "seed of targets, PGD starts and batch order", minimum=0,
                     maximum=2**63 - 1, flag=False)
     device: Optional[str] = _field(None, "other", "cpu, cuda, cuda:N or mps (default: automatic)", kind=str,
-                                   nullable=True)
+                                   nullable=True, check=check_device, invalid=("gpu0", "meta", "cuda:x", "xla"))
     eval_batch_size: int = _field(1024, "other", "batch size of the stopping check and predictions", minimum=1)
 
     repair_steps: int = _field(300, "repair", "step budget of the repair phase (method repair)", minimum=0,
@@ -182,6 +215,8 @@ class UnlearnConfig:
                                minimum=1, since="0.3")
     synth_steps: int = _field(200, "repair", "data-free: optimisation steps per synthesised batch", minimum=1,
                               since="0.3")
+    synth_augment: int = _field(4096, "repair", "data-free: shifted/flipped and mixup copies of the synthesised "
+                                "images added to the proxy (half each)", minimum=0, since="0.3")
 
     def __post_init__(self) -> None:
         self.validate()

@@ -51,11 +51,20 @@ def versions() -> Dict[str, str]:
             "platform": platform.platform()}
 
 
+def _check_retain_eval_size(size) -> None:
+    from .errors import ConfigError
+
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
+        raise ConfigError(f"retain_eval_size must be a whole number >= 0 (0 = all remaining instances), got "
+                          f"{size!r}", field="retain_eval_size")
+
+
 def retain_eval_subset(bundle, exclude: Sequence[int], size: int, seed: Optional[int] = None) -> np.ndarray:
     """A fixed random subset (``size``; 0 = all) of the training data outside ``exclude``, drawn with
     ``numpy.random.default_rng(seed)`` (default :data:`l2ul.evaluation.RETAIN_EVAL_SEED`)."""
     from .evaluation import RETAIN_EVAL_SEED
 
+    _check_retain_eval_size(size)
     pool = bundle.retain_indices(list(exclude))
     if size and size < len(pool):
         rng = np.random.default_rng(RETAIN_EVAL_SEED if seed is None else seed)
@@ -113,6 +122,83 @@ def run_inputs(*, model=None, weights=None, original=None, dataset: Optional[str
     paths += [p for p in (_spec_path(dataset), _at_file(forget_ids), _at_file(relabel_to),
                           _spec_path(proxy, proxy=True)) if p is not None]
     return [str(p) for p in dict.fromkeys(paths)]
+
+
+def _resized(resize: int) -> Callable[[tuple], tuple]:
+    """``(width, height)`` after ``torchvision.transforms.Resize(resize)`` (the shorter side to ``resize``)."""
+    def size(wh):
+        w, h = wh
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = resize, int(resize * long / short)
+        return (new_short, new_long) if w <= h else (new_long, new_short)
+    return size
+
+
+def check_inputs(*, model=None, weights=None, original=None, dataset: Optional[str] = None,
+                 forget_ids: Optional[str] = None, relabel_to: Optional[str] = None,
+                 proxy: Optional[str] = None) -> None:
+    """Refuse, before any work and with a one-line :class:`~l2ul.errors.L2ULError`, an input no reader could
+    use: every path of :func:`run_inputs` that is a symbolic link loop, a FIFO, a device or a socket
+    (:func:`l2ul.safety.check_input_path`); a dataset or proxy ``.npz`` that is truncated, fails a CRC check,
+    holds a member that is not a ``.npy`` array or one of Python objects (:func:`l2ul.safety.check_npz`); an
+    image folder (dataset or proxy) holding such an entry, a link loop or an unreadable image, and, for a
+    dataset folder without ``?crop=``, images that would come out in more than one size
+    (:func:`l2ul.safety.check_image_folder`). Missing files are left to the loaders' own messages."""
+    from .safety import check_image_folder, check_input_path, check_npz
+
+    what = {}
+    for p, w in ((model, "model file"), (weights, "weights file"), (original, "model file"),
+                 (_at_file(forget_ids), "--forget-ids file"), (_at_file(relabel_to), "--relabel-to file")):
+        if isinstance(p, (str, os.PathLike)):
+            what[str(p)] = w
+    data_path, proxy_path = _spec_path(dataset), _spec_path(proxy, proxy=True)
+    if data_path is not None:
+        what.setdefault(str(data_path), "dataset")
+    if proxy_path is not None:
+        what.setdefault(str(proxy_path), "proxy data")
+    for p, w in what.items():
+        check_input_path(p, w)
+    if data_path is not None:
+        from .data._registry import _lookup, _split_spec
+
+        name, _, options = _split_spec(str(dataset))
+        entry = _lookup(name)
+        name = entry.name if entry is not None else name
+        if name in ("npz", "cifar10-jpeg"):
+            check_npz(data_path, f"{name} dataset")
+        elif name in ("imagefolder", "imagenet", "utkface"):
+            crop = options.get("crop") or ("224" if name == "imagenet" else None)
+            resize = options.get("resize") or ("256" if name == "imagenet" else None)
+            same = ("train", "test", "val") if name != "utkface" and not crop else ()
+            size = _resized(int(resize)) if same and resize and resize.isdigit() and int(resize) > 0 else None
+            check_image_folder(data_path, f"{name} dataset", same_size=same, output_size=size)
+    if proxy_path is not None:
+        kind = str(proxy).strip().partition(":")[0].strip().lower()
+        if kind == "npz":
+            check_npz(proxy_path, "proxy npz")
+        elif kind == "imagefolder":
+            check_image_folder(proxy_path, "proxy image folder")
+
+
+def check_device_available(device) -> None:
+    """Refuse (:class:`~l2ul.errors.ConfigError`) a device that is not a device name
+    (:func:`l2ul.config.check_device`), or one this machine does not have (CUDA or MPS missing, a CUDA index
+    beyond the GPUs present), before any work; ``None`` (automatic) always passes."""
+    from .config import check_device
+    from .engine import resolve_device
+    from .errors import ConfigError
+
+    check_device(device)
+    if device is None:
+        return
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        import torch
+
+        n = torch.cuda.device_count()
+        if dev.index >= n:
+            raise ConfigError(f"device {str(device)!r} requested but this machine has {n} CUDA device(s) "
+                              f"(cuda:0..cuda:{n - 1}); choose one of them", field="device")
 
 
 def method_data(method, bundle, request_ids: Sequence[int], *, proxy: Optional[str] = None,
@@ -260,9 +346,15 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     and it did not diverge); the report always. ``log``: called with progress lines.
     """
     log = log or (lambda s: None)
+    # everything that can be refused is refused here, before any work: the settings, the inputs, the outputs
+    config = (config or UnlearnConfig()).replace(seed=seed)
+    check_device_available(config.device)
+    _check_retain_eval_size(retain_eval_size)
     inputs = [str(p) for p in (model, weights) if isinstance(p, (str, os.PathLike))]
     every_input = run_inputs(model=model, weights=weights, dataset=dataset, forget_ids=forget_ids,
                              relabel_to=relabel_to, proxy=proxy)
+    check_inputs(model=model, weights=weights, dataset=dataset, forget_ids=forget_ids, relabel_to=relabel_to,
+                 proxy=proxy)
     with claim_outputs(out, report, overwrite=overwrite, inputs=every_input, log=log) as (out, report_path):
         return _run_claimed(
             out=out, report_path=report_path, inputs=inputs, model=model, arch=arch, weights=weights,
@@ -282,7 +374,7 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], model, arch
     from .requests import build_request
 
     input_sha = input_hashes(inputs)
-    cfg = (config or UnlearnConfig()).replace(seed=seed)
+    cfg = config
     bundle = load_dataset(dataset, data_dir=data_dir, download=download)
     if isinstance(model, nn.Module):  # (a model file is checked when it is read)
         from .models import check_finite_model

@@ -429,3 +429,124 @@ def output_lock(*paths: PathLike) -> Iterator[None]:
         for folder in reversed(made):
             with contextlib.suppress(OSError):
                 folder.rmdir()
+
+
+# ---------------------------------------------------------------------------------------------- input checks
+
+def check_input_path(path: PathLike, what: str = "input") -> None:
+    """Refuse an input path no reader could use safely: a symbolic link loop, or an existing path that is
+    neither a regular file nor a folder (a FIFO or a device would block or stream forever, a socket cannot be
+    read). A missing path is left to the reader, whose message names what it expected."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise L2ULError(f"{what} {path} is a symbolic link that leads nowhere; check the path") from None
+        return
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise L2ULError(f"{what} {path} is a symbolic link loop; give the real path") from None
+        raise L2ULError(f"cannot read {what} {path} ({e.strerror or e}); check the path") from None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise L2ULError(f"{what} {path} is {_kind(st.st_mode)}, not a file or a folder; give a regular file")
+
+
+def check_npz(path: PathLike, what: str = "npz file") -> None:
+    """Read an ``.npz`` through once before anything uses it and refuse it (:class:`~l2ul.errors.DataError`,
+    one line) unless it is a complete zip file (not truncated), every member is a ``.npy`` array whose data
+    passes its CRC check, and no member holds Python objects (``dtype=object``: loading those means
+    unpickling, which l2ul never does). A missing file is left to the reader."""
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    from .errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        return
+    member = None
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                member = info.filename
+                if info.is_dir() or not member.endswith(".npy"):
+                    raise DataError(f"{what} {path} holds {member!r}, which is not a .npy array; an npz holds "
+                                    "only arrays (numpy.savez): re-create the file")
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                        version, np.lib.format.read_array_header_2_0)
+                    _, _, dtype = read_header(f)
+                    if dtype.hasobject:
+                        raise DataError(f"{what} {path}: {member!r} holds Python objects (dtype {dtype}); l2ul "
+                                        "never unpickles data: store plain numeric arrays")
+                    while f.read(1 << 22):  # the CRC is checked when the member has been read whole
+                        pass
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as e:
+        where = f" ({member!r})" if member else ""
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{what} {path} is damaged or not an npz{where}: {reason}; re-create or re-download "
+                        "it") from None
+
+
+#: Image file extensions (those ``torchvision.datasets.ImageFolder`` reads).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def check_image_folder(root: PathLike, what: str = "image folder", *, same_size: Sequence[str] = (),
+                       output_size: Optional[Callable[[Tuple[int, int]], Tuple[int, int]]] = None) -> None:
+    """Walk an image folder before anything reads it and refuse (:class:`~l2ul.errors.DataError`, one line)
+    an entry that is neither a regular file nor a folder (a FIFO would block the reader forever, a device
+    would stream), a symbolic link that leads nowhere or in a loop (a folder cycle included), and an image
+    file whose header cannot be read. In the sub-folders ``same_size`` (e.g. ``train``, ``test``) every image
+    must come out with the same size: its ``(width, height)`` after ``output_size`` (default: unchanged). A
+    missing folder is left to the reader."""
+    from .errors import DataError
+
+    root = Path(root)
+    if not root.is_dir():
+        return
+    seen = set()
+    sizes = {}
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(folder)
+        except OSError as e:
+            raise DataError(f"{what} {root}: cannot read {folder} ({e.strerror or e})") from None
+        if (st.st_dev, st.st_ino) in seen:
+            raise DataError(f"{what} {root}: {folder} is a symbolic link back to a folder above it (a loop); "
+                            "remove the link")
+        seen.add((st.st_dev, st.st_ino))
+        rel = Path(folder).relative_to(root).parts
+        split = rel[0] if rel else None
+        for name in files + dirs:
+            p = os.path.join(folder, name)
+            try:
+                mode = os.stat(p).st_mode
+            except OSError as e:
+                what_link = "a symbolic link loop" if e.errno == errno.ELOOP else "a symbolic link that leads nowhere"
+                raise DataError(f"{what} {root}: {p} is {what_link}; remove it") from None
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise DataError(f"{what} {root}: {p} is {_kind(mode)}, not an image file; remove it")
+        if split not in same_size:
+            continue
+        for name in files:
+            if not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            p = os.path.join(folder, name)
+            try:
+                from PIL import Image
+
+                with Image.open(p) as im:  # (reads the header only)
+                    size = tuple(im.size)
+            except Exception as e:  # noqa: BLE001 - PIL raises many kinds for a damaged file
+                raise DataError(f"{what} {root}: {p} is not a readable image ({type(e).__name__}); remove or "
+                                "replace it") from None
+            size = tuple(output_size(size)) if output_size else size
+            first = sizes.setdefault("all", (size, p))  # (one size for every split: the model's input)
+            if size != first[0]:
+                raise DataError(f"{what} {root}: {p} is {size[0]}x{size[1]} but {first[1]} is "
+                                f"{first[0][0]}x{first[0][1]}; the images of a folder dataset must have one size: "
+                                "resize them, or load the folder with ?resize=R&crop=C")

@@ -7,6 +7,31 @@ import argparse
 from typing import Iterable, Optional, Tuple
 
 
+def seed_arg(text: str) -> int:
+    """``--seed``: a whole number in the range every seeded generator accepts (0..2**63-1)."""
+    from ..config import UnlearnConfig
+
+    top = int(UnlearnConfig.__dataclass_fields__["seed"].metadata["maximum"])
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give a seed in 0..{top}") from None
+    if not 0 <= v <= top:
+        raise argparse.ArgumentTypeError(f"{v} is outside 0..{top}; give a seed in that range")
+    return v
+
+
+def count_arg(text: str) -> int:
+    """A whole number >= 0 (``--retain-eval-size``: 0 = all)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is negative; give a number >= 0 (0 = all)")
+    return v
+
+
 def flag_of(field_name: str) -> str:
     """``pgd_eps`` -> ``--pgd-eps``."""
     return "--" + field_name.replace("_", "-")
@@ -83,7 +108,7 @@ def add_request_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument("--relabel-to", metavar="TARGETS|@FILE|random",
                    help="relabel task: a comma list of target classes aligned with the ids, @FILE (one target per "
                         "line), or 'random' (another class, seeded)")
-    g.add_argument("--seed", type=int, default=0, help="seed for the request and the run (default 0)")
+    g.add_argument("--seed", type=seed_arg, default=0, help="seed for the request and the run (default 0)")
 
 
 def model_inputs(args) -> list:

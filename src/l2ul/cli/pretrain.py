@@ -1,7 +1,7 @@
 """``l2ul pretrain``: train a classifier with one of the paper's recipes."""
 from __future__ import annotations
 
-from ._options import add_data_args
+from ._options import add_data_args, seed_arg
 
 
 def add_arguments(p) -> None:
@@ -12,18 +12,21 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device")
+    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: automatic)")
     p.add_argument("--out", required=True, metavar="FILE")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
 
 
 def cmd_pretrain(args) -> int:
-    from ..pipeline import run_inputs
+    from ..pipeline import check_device_available, check_inputs, run_inputs
     from ..safety import check_output_path, output_lock
     from ..training import pretrain_to_file
 
+    # everything that can be refused is refused before any work: the device, the dataset, the output
+    check_device_available(args.device)
+    check_inputs(dataset=args.dataset)
     inputs = run_inputs(dataset=args.dataset)
     check_output_path(args.out, overwrite=True, inputs=inputs)  # (what needs no lock: before creating one)
     with output_lock(args.out):  # held to the end: a concurrent run with the same --out fails at once

@@ -2,7 +2,14 @@
 from __future__ import annotations
 
 from ._common import EXIT_DIVERGED, EXIT_NOT_CONVERGED, eprint, privacy_line
-from ._options import add_config_arguments, add_data_args, add_model_args, add_request_args, config_from_args
+from ._options import (
+    add_config_arguments,
+    add_data_args,
+    add_model_args,
+    add_request_args,
+    config_from_args,
+    count_arg,
+)
 
 
 def add_arguments(p) -> None:
@@ -26,7 +33,7 @@ def add_arguments(p) -> None:
     g.add_argument("--overwrite", action="store_true", help="allow replacing existing output files")
     g.add_argument("--keep-unconverged", action="store_true",
                    help="write the model even if the step budget ran out before the request was met")
-    g.add_argument("--retain-eval-size", type=int, default=10000, metavar="N",
+    g.add_argument("--retain-eval-size", type=count_arg, default=10000, metavar="N",
                    help="measure D_r on N random remaining instances (0 = all; default %(default)s)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
