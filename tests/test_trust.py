@@ -860,3 +860,43 @@ def test_a_bench_settings_file_holding_a_list(capsys, base, tmp_path, command):
         rc, _, err = run(capsys, "bench", "--model", base, "--dataset", "digits", "--methods", "neggrad", "--k", "1",
                          "--seeds", "0", "--out", out, "--no-progress", "--pgd-steps", "2", "--max-steps", "3")
     assert_user_error(rc, err, "settings.json")
+
+
+# --------------------------------------------------------------------- 7. the reproducibility condition
+
+def test_the_report_records_the_thread_count(capsys, base, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "u.safetensors"
+    rc, _, err = run(capsys, "unlearn", "--model", base, "--forget-ids", "3", "--out", out, *FAST)
+    assert rc == 0, err
+    machine = json.loads(Path(f"{out}.report.json").read_text())["machine"]
+    assert machine["torch_threads"] == torch.get_num_threads() == 1
+    assert machine["omp_num_threads"] == "1" and machine["device"] == "cpu"
+    assert machine["cpu_count"] == os.cpu_count()
+
+
+def test_same_command_same_machine_same_threads_is_bit_identical_across_processes(base, tmp_path):
+    reports = []
+    for name in ("a", "b"):
+        out = tmp_path / name / "u.safetensors"
+        p = subprocess.run([sys.executable, "-m", "l2ul.cli", "unlearn", "--model", str(base), "--forget-random",
+                            "2", "--seed", "4", "--out", str(out), *FAST], capture_output=True, text=True,
+                           env=_env(), timeout=600)
+        assert p.returncode == 0, p.stderr
+        reports.append((out, json.loads(Path(f"{out}.report.json").read_text())))
+    (a, ra), (b, rb) = reports
+    assert sha256(a) == sha256(b)
+    assert ra["machine"] == rb["machine"] and ra["machine"]["torch_threads"] == 1
+    assert ra["metrics"] == rb["metrics"] and ra["per_instance"] == rb["per_instance"]
+
+
+def test_bench_settings_record_the_thread_count(capsys, base, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "bench"
+    rc, _, err = run(capsys, "bench", "--model", base, "--dataset", "digits", "--methods", "neggrad", "--k", "1",
+                     "--seeds", "0", "--out", out, "--no-progress", "--max-steps", "20", "--retain-eval-size", "50",
+                     "--mia-max-samples", "50")
+    assert rc == 0, err
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["machine"]["torch_threads"] == 1 and settings["machine"]["omp_num_threads"] == "1"
+    assert "machine" not in settings["hashed"]  # (recorded, not hashed: the settings hash is unchanged)

@@ -59,6 +59,17 @@ def _check_retain_eval_size(size) -> None:
                           f"{size!r}", field="retain_eval_size")
 
 
+def machine(device=None) -> Dict[str, Any]:
+    """Where a run happened, as far as its bit-identical reproduction depends on it: the processor, the
+    torch intra-op thread count (``torch.get_num_threads()``) and ``OMP_NUM_THREADS`` (which sets it when
+    torch starts), the device. The same command, seed and inputs on the same machine with the same thread
+    count give bit-identical weights and figures; another thread count may change the order of floating-
+    point reductions, and so the last bits of the results."""
+    from .bench.machine import machine_info
+
+    return {**machine_info(device), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+
 def retain_eval_subset(bundle, exclude: Sequence[int], size: int, seed: Optional[int] = None) -> np.ndarray:
     """A fixed random subset (``size``; 0 = all) of the training data outside ``exclude``, drawn with
     ``numpy.random.default_rng(seed)`` (default :data:`l2ul.evaluation.RETAIN_EVAL_SEED`)."""
@@ -262,7 +273,7 @@ def _report(*, result, cfg, bundle, dataset_spec, request, inputs, input_sha, mo
     return {
         "l2ul_report": 1, "command": "unlearn", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "argv": list(argv or []),
-        "versions": versions(), "status": result.status, "converged": result.converged,
+        "versions": versions(), "machine": machine(result.device), "status": result.status, "converged": result.converged,
         "message": result.message, "steps": result.steps, "timings_s": result.timings, "phases": result.phases,
         "method": result.method, "task": result.task, "config": cfg.to_dict(), "device": result.device,
         "dataset": {"spec": dataset_spec, "name": bundle.name, "n_train": bundle.n_train, "n_test": bundle.n_test,

@@ -116,7 +116,8 @@ def common_settings(model: nn.Module, bundle: DatasetBundle, config: UnlearnConf
                             "evaluation subset and outside every forget set of this run"),
         },
         "test": {"size": bundle.n_test, "description": "D_test is the whole test set"},
-        "machine": machine_info(device),
+        # results are bit-identical only for the same thread count (see README, Guarantees)
+        "machine": {**machine_info(device), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
         "created": now(),
         "notes": notes,
     }
