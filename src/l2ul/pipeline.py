@@ -1,9 +1,12 @@
 """One deletion request, end to end: :func:`run_request`.
 
-load (model, data) -> check (outputs, inputs, fit, request) -> unlearn -> evaluate -> report -> publish.
-``l2ul unlearn`` is this function plus printing; a Python user gets the same run, report and guarantees:
-everything that can be refused is refused before any work, and the model and its report are published
-together (both or neither, :func:`l2ul.safety.publish_together`).
+check (settings, inputs: :func:`check_inputs`, outputs: :func:`claim_outputs`) -> load (model, data) ->
+check (fit, request) -> unlearn -> evaluate -> report -> publish. ``l2ul unlearn`` is this function plus
+printing; a Python user gets the same run, report and guarantees: everything that can be refused is refused
+before any work; no output is written over or inside any input (:func:`run_inputs`), nor over a path that
+is not a regular file; the outputs are locked from their check to the publish, so a concurrent run with the
+same outputs fails at once; and the model and its report are published together (the report last, as the
+commit record: :func:`l2ul.safety.publish_together`).
 """
 from __future__ import annotations
 
@@ -355,6 +358,12 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     unless ``allow_training_proxy``. ``config``'s seed is replaced by ``seed``. ``out``: the model file; ``report``: its JSON report
     (default ``OUT.report.json``). The model is written only if the run converged (or ``keep_unconverged``
     and it did not diverge); the report always. ``log``: called with progress lines.
+
+    Before any work it raises a one-line :class:`~l2ul.errors.L2ULError` for a bad setting (seed, device,
+    ``retain_eval_size``), a damaged or unusable input (:func:`check_inputs`), an output that is an input,
+    inside an input folder, not a regular file, already there without ``overwrite``, or being written by
+    another run (:func:`claim_outputs`). An incomplete output that a killed run left at ``out`` is removed
+    first (:func:`l2ul.safety.recover_incomplete`).
     """
     log = log or (lambda s: None)
     # everything that can be refused is refused here, before any work: the settings, the inputs, the outputs
