@@ -76,7 +76,8 @@ def bench_header(settings: Mapping[str, Any], title: str) -> str:
         f"- Dataset: {d['name']} ({d['n_train']} train / {d['n_test']} test, {d['num_classes']} classes)",
         f"- D_f: {settings['forget_sets']}",
         f"- D_r: {settings['retain_eval']['description']}",
-        f"- D_test: the whole test set ({settings['test']['size']} instances)",
+        (f"- D_test: {settings['test']['description']}" if settings["test"].get("proxy_size")
+         else f"- D_test: the whole test set ({settings['test']['size']} instances)"),
         f"- Remaining data for oracle: {settings['oracle_pool']['size']} instances; "
         f"{settings['oracle_pool']['description']}",
     ]
