@@ -6,7 +6,7 @@ printing; a Python user gets the same run, report and guarantees: everything tha
 before any work; no output is written over or inside any input (:func:`run_inputs`), nor over a path that
 is not a regular file; the outputs are locked from their check to the publish, so a concurrent run with the
 same outputs fails at once; and the model and its report are published together (the report last, as the
-commit record: :func:`l2ul.safety.publish_together`).
+commit record: :func:`l2ul.publish.publish_together`).
 """
 from __future__ import annotations
 
@@ -88,8 +88,9 @@ def retain_eval_subset(bundle, exclude: Sequence[int], size: int, seed: Optional
 
 def input_hashes(paths: Sequence[Union[str, Path]]) -> Dict[str, str]:
     """sha256 of each input file (which must exist, and not be an incomplete output:
-    :func:`l2ul.safety.check_published`), for the audit record."""
-    from .safety import check_published, sha256_file
+    :func:`l2ul.publish.check_published`), for the audit record."""
+    from .publish import check_published
+    from .safety import sha256_file
 
     for p in paths:
         if not Path(p).exists():
@@ -276,7 +277,8 @@ def _report(*, result, cfg, bundle, dataset_spec, request, inputs, input_sha, mo
     return {
         "l2ul_report": 1, "command": "unlearn", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "argv": list(argv or []),
-        "versions": versions(), "machine": machine(result.device), "status": result.status, "converged": result.converged,
+        "versions": versions(), "machine": machine(result.device),
+        "status": result.status, "converged": result.converged,
         "message": result.message, "steps": result.steps, "timings_s": result.timings, "phases": result.phases,
         "method": result.method, "task": result.task, "config": cfg.to_dict(), "device": result.device,
         "dataset": {"spec": dataset_spec, "name": bundle.name, "n_train": bundle.n_train, "n_test": bundle.n_test,
@@ -326,10 +328,10 @@ def claim_outputs(out, report, *, overwrite: bool, inputs: Sequence[str], log: O
     """Check the outputs of a run and hold them until it has published: yields ``(out, report_path)``.
 
     First every check that needs no lock (an input, a path that is not a regular file, an unwritable
-    folder); then, under :func:`l2ul.safety.output_lock` (so a concurrent run with the same outputs fails at
+    folder); then, under :func:`l2ul.publish.output_lock` (so a concurrent run with the same outputs fails at
     once), the removal of an output an interrupted publish left incomplete
-    (:func:`l2ul.safety.recover_incomplete`) and the existence checks (``overwrite``)."""
-    from .safety import output_lock, recover_incomplete
+    (:func:`l2ul.publish.recover_incomplete`) and the existence checks (``overwrite``)."""
+    from .publish import output_lock, recover_incomplete
 
     out, report_path = _output_paths(out, report, True, inputs)
     with output_lock(out, report_path):
@@ -363,7 +365,7 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     ``retain_eval_size``), a damaged or unusable input (:func:`check_inputs`), an output that is an input,
     inside an input folder, not a regular file, already there without ``overwrite``, or being written by
     another run (:func:`claim_outputs`). An incomplete output that a killed run left at ``out`` is removed
-    first (:func:`l2ul.safety.recover_incomplete`).
+    first (:func:`l2ul.publish.recover_incomplete`).
     """
     log = log or (lambda s: None)
     # everything that can be refused is refused here, before any work: the settings, the inputs, the outputs
@@ -430,8 +432,9 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], model, arch
 def _publish(model: Optional[nn.Module], out: Path, report: Dict[str, Any], report_path: Path) -> Optional[Path]:
     """Write the model (if any) and the report to temporary files and publish them together."""
     from .models.io import save_model
+    from .publish import publish_together
     from .reports import write_json
-    from .safety import publish_together, sha256_file
+    from .safety import sha256_file
 
     with publish_together() as stage:
         if model is not None:

@@ -21,7 +21,8 @@ def add_arguments(p) -> None:
 
 def cmd_pretrain(args) -> int:
     from ..pipeline import check_device_available, check_inputs, run_inputs
-    from ..safety import check_output_path, output_lock
+    from ..publish import output_lock
+    from ..safety import check_output_path
     from ..training import pretrain_to_file
 
     # everything that can be refused is refused before any work: the device, the dataset, the output
