@@ -1,0 +1,56 @@
+"""The peer methods (random_labels): one test of each one's
+defining property on a digits request, plus the tasks each one takes. The common checks (forgets, leaves
+its input alone, deterministic, refuses data it does not use) are in test_methods_contract."""
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import l2ul
+from _digits import digits_setup, forget_split
+from l2ul import UnlearnConfig, unlearn
+
+CFG = UnlearnConfig(pgd_eps=0.5, pgd_steps=50, max_steps=1000, seed=0, retain_batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def req():
+    model, xtr, ytr, xte, yte = digits_setup()
+    ids, mask = forget_split(len(xtr), 8, seed=0)
+    return types.SimpleNamespace(model=model, xf=xtr[ids], yf=ytr[ids], retain=(xtr[mask], ytr[mask]), test=(xte, yte))
+
+
+def _recording(monkeypatch, module):
+    """Record the targets of every ``F.cross_entropy`` call made by ``module``."""
+    calls = []
+
+    def cross_entropy(logits, target, *a, **kw):
+        calls.append(target.detach().clone())
+        return F.cross_entropy(logits, target, *a, **kw)
+
+    monkeypatch.setattr(module, "F", types.SimpleNamespace(cross_entropy=cross_entropy))
+    return calls
+
+
+def test_random_labels_targets_are_fixed_and_never_the_label(req, monkeypatch):
+    from l2ul.methods import random_labels as module
+
+    calls = _recording(monkeypatch, module)
+    r = unlearn(req.model, req.xf, req.yf, method="random_labels", config=CFG)
+    targets = r.ingredients["random_targets"]
+    assert r.converged and not bool((targets == req.yf).any())
+    assert len(calls) == r.steps > 1
+    # every step's batch is the whole (shuffled) forget set, always toward the same targets
+    assert all(torch.equal(c.sort().values, targets.sort().values) for c in calls)
+    again = unlearn(req.model, req.xf, req.yf, method="random_labels", config=CFG).ingredients["random_targets"]
+    other = unlearn(req.model, req.xf, req.yf, method="random_labels", config=CFG.replace(seed=1))
+    assert torch.equal(again, targets) and not torch.equal(other.ingredients["random_targets"], targets)
+
+
+@pytest.mark.parametrize("name", ["random_labels"])
+def test_peers_with_a_target_relabel_toward_it(req, name):
+    targets = (req.yf + 3) % 10
+    data = {"retain": req.retain} if "retain" in l2ul.get_method(name).data else {}
+    r = unlearn(req.model, req.xf, req.yf, method=name, config=CFG, task="relabel", targets=targets, data=data)
+    assert r.converged and r.preds_after == targets.tolist()
