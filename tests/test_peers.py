@@ -1,4 +1,4 @@
-"""The peer methods (random_labels, boundary_shrink): one test of each one's
+"""The peer methods (random_labels, boundary_shrink, jit): one test of each one's
 defining property on a digits request, plus the tasks each one takes. The common checks (forgets, leaves
 its input alone, deterministic, refuses data it does not use) are in test_methods_contract."""
 import types
@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import l2ul
 from _digits import digits_setup, forget_split
 from l2ul import UnlearnConfig, unlearn
+from l2ul.errors import ConfigError
 
 CFG = UnlearnConfig(pgd_eps=0.5, pgd_steps=50, max_steps=1000, seed=0, retain_batch_size=32)
 
@@ -62,6 +63,25 @@ def test_boundary_shrink_relabels_to_the_fgsm_neighbour_of_the_original(req):
     assert torch.equal(labels[~crossed], logits.scatter(1, req.yf[:, None], -1e9)[~crossed].argmax(1))
     assert r.converged and not bool((labels == req.yf).any())
     assert (torch.tensor(r.preds_after) == labels).float().mean() >= 0.5      # measured: 6 of 8 land on it
+
+
+def test_jit_flattens_the_output_around_the_forget_set(req):
+    from l2ul.methods.jit import JiT, lipschitz_ratio
+
+    g = torch.Generator().manual_seed(123)
+    noise = torch.randn((25, *req.xf.shape), generator=g) * JiT.jit_sigma
+
+    def lipschitz(model):
+        model.eval()
+        with torch.no_grad():
+            return float(lipschitz_ratio(model, req.xf, noise).mean())
+
+    r = unlearn(req.model, req.xf, req.yf, method="jit", config=CFG)
+    assert r.converged
+    before, after = lipschitz(req.model), lipschitz(r.model)
+    assert after < 0.6 * before, (before, after)          # measured: 2.06 -> 0.88
+    with pytest.raises(ConfigError, match="only task 'misclassify'"):
+        unlearn(req.model, req.xf, req.yf, method="jit", config=CFG, task="relabel", targets=(req.yf + 1) % 10)
 
 
 @pytest.mark.parametrize("name", ["random_labels", "boundary_shrink"])
