@@ -1,4 +1,4 @@
-"""The peer methods (random_labels, boundary_shrink, jit, scrub): one test of each one's
+"""The peer methods (random_labels, boundary_shrink, jit, scrub, salun): one test of each one's
 defining property on a digits request, plus the tasks each one takes. The common checks (forgets, leaves
 its input alone, deterministic, refuses data it does not use) are in test_methods_contract."""
 import types
@@ -96,7 +96,34 @@ def test_scrub_keeps_remaining_accuracy_that_gradient_ascent_loses(req):
                 targets=(req.yf + 1) % 10)
 
 
-@pytest.mark.parametrize("name", ["random_labels", "boundary_shrink"])
+def test_salun_updates_only_the_salient_weights(req):
+    from l2ul.methods.salun import SalUn, saliency_mask
+
+    r = unlearn(req.model, req.xf, req.yf, method="salun", config=CFG, retain=req.retain)
+    assert r.converged
+    masks = r.ingredients["saliency_mask"]
+    total = sum(m.numel() for m in masks.values())
+    assert sum(int(m.sum()) for m in masks.values()) == int(total * SalUn.salun_fraction)
+    # the mask is the top half of |gradient of the forget loss| on the original model
+    req.model.zero_grad()
+    (-F.cross_entropy(req.model(req.xf), req.yf)).backward()
+    g = {n: p.grad.abs() for n, p in req.model.named_parameters()}
+    req.model.zero_grad()
+    chosen = torch.cat([g[n][masks[n].bool()] for n in masks])
+    rest = torch.cat([g[n][~masks[n].bool()] for n in masks])
+    assert float(chosen.min()) >= float(rest.max())
+    assert all(torch.equal(masks[n], m) for n, m in saliency_mask(req.model, req.xf, req.yf, 0.5, 32).items())
+    before, after = dict(req.model.named_parameters()), dict(r.model.named_parameters())
+    moved = 0
+    for n, m in masks.items():
+        frozen = ~m.bool()
+        assert torch.equal(after[n].detach()[frozen], before[n].detach()[frozen]), n   # not one unmasked weight moved
+        moved += int((after[n].detach() != before[n].detach())[m.bool()].sum())
+    assert moved > 0.5 * sum(int(m.sum()) for m in masks.values())
+    assert accuracy(r.model, *req.retain) >= 0.9                                      # measured 0.97
+
+
+@pytest.mark.parametrize("name", ["random_labels", "boundary_shrink", "salun"])
 def test_peers_with_a_target_relabel_toward_it(req, name):
     targets = (req.yf + 3) % 10
     data = {"retain": req.retain} if "retain" in l2ul.get_method(name).data else {}
