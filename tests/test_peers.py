@@ -1,4 +1,4 @@
-"""The peer methods (random_labels, boundary_shrink, jit, scrub, salun): one test of each one's
+"""The peer methods (random_labels, boundary_shrink, jit, scrub, salun, bad_teacher): one test of each one's
 defining property on a digits request, plus the tasks each one takes. The common checks (forgets, leaves
 its input alone, deterministic, refuses data it does not use) are in test_methods_contract."""
 import types
@@ -121,6 +121,30 @@ def test_salun_updates_only_the_salient_weights(req):
         moved += int((after[n].detach() != before[n].detach())[m.bool()].sum())
     assert moved > 0.5 * sum(int(m.sum()) for m in masks.values())
     assert accuracy(r.model, *req.retain) >= 0.9                                      # measured 0.97
+
+
+def test_bad_teacher_moves_the_forget_outputs_toward_the_random_teacher(req):
+    from l2ul.methods.bad_teacher import forget_targets, incompetent_copy
+
+    r = unlearn(req.model, req.xf, req.yf, method="bad_teacher", config=CFG, retain=req.retain)
+    assert r.converged
+    with torch.no_grad():
+        bad = incompetent_copy(req.model, CFG.seed)(req.xf)
+    assert torch.allclose(r.ingredients["incompetent_teacher"], bad)    # a seeded random init of the same model
+    target = forget_targets(bad, req.yf)
+    assert not bool((target.argmax(1) == req.yf).any())
+
+    def kl_to_bad(model):
+        model.eval()
+        with torch.no_grad():
+            return float(F.kl_div(F.log_softmax(model(req.xf), 1), F.log_softmax(target, 1), reduction="batchmean",
+                                  log_target=True))
+
+    assert kl_to_bad(r.model) < 0.1 * kl_to_bad(req.model)           # measured: 3.48 -> 0.006
+    assert accuracy(r.model, *req.retain) >= 0.95                     # the original teaches the rest: measured 0.99
+    with pytest.raises(ConfigError, match="only task 'misclassify'"):
+        unlearn(req.model, req.xf, req.yf, method="bad_teacher", config=CFG, retain=req.retain, task="relabel",
+                targets=(req.yf + 1) % 10)
 
 
 @pytest.mark.parametrize("name", ["random_labels", "boundary_shrink", "salun"])
