@@ -32,6 +32,9 @@ from .result import UnlearnResult
 
 def resolve_device(device: Optional[Union[str, torch.device]] = None) -> torch.device:
     """``device`` if given, else CUDA if available, else Apple MPS if available, else CPU."""
+    from .config import check_device
+
+    check_device(device)
     if device is not None:
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():

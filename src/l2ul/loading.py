@@ -47,6 +47,9 @@ def load_model_from(*, model: Optional[PathLike] = None, arch: Optional[str] = N
     if model is not None and (arch is not None or weights is not None):
         raise ConfigError("give either model=FILE (an l2ul model file) or arch=NAME with weights=PATH, not both")
     if model is not None:
+        from .publish import check_published
+
+        check_published(model)          # never a model whose publish was interrupted
         loaded = load_model(model)
         n = loaded.l2ul_meta["num_classes"]
         if num_classes is not None and num_classes != n:

@@ -285,9 +285,11 @@ def _train(model: nn.Module, bundle: DatasetBundle, s: Dict[str, Any], dev: torc
         bar_desc = f"epoch {epoch}/{n_epochs}" if progress else None
         train_loss, train_acc, last_lr = _train_epoch(model, batches, opt, sched, s, params, dev, pin=pin,
                                                       steps=steps, bar_desc=bar_desc)
-        if not math.isfinite(train_loss):
-            raise L2ULError(f"training diverged in epoch {epoch}: the loss became {train_loss}; lower the "
-                            f"learning rate (lr={s['lr']:g})")
+        finite = all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+        if not math.isfinite(train_loss) or not finite:
+            raise L2ULError(f"training diverged in epoch {epoch}: the loss became {train_loss}"
+                            + ("" if finite else " and the weights hold NaN or inf")
+                            + f"; lower the learning rate (lr={s['lr']:g}); nothing was written")
         if s["scheduler"] == "cosine":
             sched.step()
         acc = accuracy(model, sel_loader)
@@ -419,8 +421,9 @@ def pretrain_to_file(arch: str, dataset_spec: str, out: PathLike, *, recipe: Uni
     (its model stays on the training device).
     """
     from .models import create_model, model_info, save_model
+    from .pipeline import run_inputs
 
-    out = check_output_path(out, overwrite=overwrite)
+    out = check_output_path(out, overwrite=overwrite, inputs=tuple(run_inputs(dataset=dataset_spec)))
     check_writable(out)
     r = get_recipe(recipe)
     resolve_settings(r, None, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay)

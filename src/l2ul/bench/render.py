@@ -167,6 +167,8 @@ def render_results(out_dir, *, plots: bool = True) -> List[Path]:
         settings = json.loads(spath.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         raise L2ULError(f"{spath} is not valid JSON") from None
+    if not isinstance(settings, dict):
+        raise L2ULError(f"{spath} is not an l2ul bench settings file (not a JSON object)")
     h = settings.get("settings_hash")
     written: List[Path] = []
     for name, kind in (("results.jsonl", "grid"), ("continual.jsonl", "continual")):

@@ -192,6 +192,8 @@ def _adopt_old_settings(out: Path, spath: Path, settings: Dict[str, Any]) -> Non
         old = json.loads(spath.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         raise L2ULError(f"{spath} is not valid JSON; use a new --out") from None
+    if not isinstance(old, dict):
+        raise L2ULError(f"{spath} is not an l2ul bench settings file (not a JSON object); use a new --out")
     if old.get("settings_hash") != h:
         legacy = _legacy_hashed(settings["hashed"])
         if settings_hash(legacy) == old.get("settings_hash"):

@@ -22,6 +22,23 @@ def add_arguments(p) -> None:
     p.add_argument("--overwrite", action="store_true")
 
 
+def _check_evaluate_inputs(args):
+    """Everything refused before any work: the device, unusable inputs, the --json output path.
+    Returns the model input files and the device."""
+    from ..engine import resolve_device
+    from ..pipeline import check_inputs, run_inputs
+    from ..safety import check_output_path
+
+    inputs = model_inputs(args) + [p for p in (args.original, args.original_weights) if p]
+    device = resolve_device(args.device)
+    check_inputs(model=args.model, weights=args.weights, original=args.original or args.original_weights,
+                 dataset=args.dataset, forget_ids=args.forget_ids, relabel_to=args.relabel_to)
+    if args.json:
+        every = inputs + run_inputs(dataset=args.dataset, forget_ids=args.forget_ids, relabel_to=args.relabel_to)
+        check_output_path(args.json, overwrite=args.overwrite, inputs=tuple(every))
+    return inputs, device
+
+
 def cmd_evaluate(args) -> int:
     from ..data import load_dataset
     from ..evaluation import evaluate_model, evaluate_unlearning
@@ -29,15 +46,9 @@ def cmd_evaluate(args) -> int:
     from ..pipeline import input_hashes, retain_eval_subset, versions
     from ..reports import format_table, write_json
     from ..requests import build_request
-    from ..safety import check_output_path
 
     original_given = bool(args.original or args.original_arch or args.original_weights)
-    inputs = model_inputs(args) + [p for p in (args.original, args.original_weights) if p]
-    from ..engine import resolve_device
-
-    device = resolve_device(args.device)      # refused before any work
-    if args.json:
-        check_output_path(args.json, overwrite=args.overwrite, inputs=tuple(inputs))
+    inputs, device = _check_evaluate_inputs(args)
     input_sha = input_hashes(inputs)
     bundle = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
     model = load_model_from_args(args)
