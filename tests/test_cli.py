@@ -310,3 +310,14 @@ def test_evaluate_takes_a_device_and_a_foreign_original(capsys, base, tmp_path):
     assert "before %" in out and "agreement_test: 1.0000" in out
     rc, _, err = run(capsys, "evaluate", "--model", base, "--device", "cuda:7")
     assert rc == 2 and err.count("\n") == 1 and "not available" in err
+
+
+def test_unlearn_writes_its_audit_page_beside_the_report(capsys, base, tmp_path):
+    out = tmp_path / "u.safetensors"
+    rc, _, stderr, report = unlearn(capsys, base, out, "--forget-ids", "3,17", method="neggrad")
+    assert rc == 0, stderr
+    page = (tmp_path / "u.safetensors.report.html").read_text()
+    assert "http://" not in page and "https://" not in page
+    assert "17" in page and report["output_model"]["sha256"] in page
+    assert report["per_class_test"] and set(report["thumbnails"]) == {"3", "17"}
+    assert all("loss_percentile" in row for row in report["per_instance"])

@@ -357,7 +357,7 @@ def test_sigkill_between_the_renames(capsys, base, tmp_path):
     assert rc == 0, err
     assert "removed" in err and "interrupted run" in err
     _pair_is_whole(out, report)
-    assert sorted(p.name for p in out_dir.iterdir()) == ["u.safetensors", "u.safetensors.report.json"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["u.safetensors", "u.safetensors.report.html", "u.safetensors.report.json"]
 
 
 @POSIX
@@ -487,7 +487,7 @@ def test_lock_a_concurrent_run_fails_at_once(capsys, base, tmp_path):
         holder.wait()
     rc, _, err = run(capsys, "unlearn", "--model", base, "--forget-ids", "3", "--out", out, *FAST)
     assert rc == 0, err  # (a lock file a killed holder left behind does not block)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["u.safetensors", "u.safetensors.report.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u.safetensors", "u.safetensors.report.html", "u.safetensors.report.json"]
 
 
 @POSIX

@@ -22,7 +22,13 @@ import numpy as np
 from torch import nn
 
 from .config import UnlearnConfig
-from .errors import L2ULError, ModelFileError
+from .errors import L2ULError
+from .inputs import (  # noqa: F401  (re-exported: the checks of every input, before any work)
+    check_device_available,
+    check_inputs,
+    input_hashes,
+    run_inputs,
+)
 
 Log = Callable[[str], None]
 
@@ -86,136 +92,6 @@ def retain_eval_subset(bundle, exclude: Sequence[int], size: int, seed: Optional
     return pool
 
 
-def input_hashes(paths: Sequence[Union[str, Path]]) -> Dict[str, str]:
-    """sha256 of each input file (which must exist, and not be an incomplete output:
-    :func:`l2ul.publish.check_published`), for the audit record."""
-    from .publish import check_published
-    from .safety import sha256_file
-
-    for p in paths:
-        if not Path(p).exists():
-            raise ModelFileError(f"model file {p} does not exist; check the path")
-        if not Path(p).is_file():
-            raise ModelFileError(f"{p} is not a file; give the path of a model file")
-        check_published(p)
-    return {str(p): sha256_file(p) for p in paths}
-
-
-def _spec_path(spec: Optional[str], *, proxy: bool = False) -> Optional[Path]:
-    """The file or folder a dataset spec (``npz:PATH``, ``cifar10-jpeg:PATH``, ``imagefolder:PATH?...``) or a
-    proxy spec names, or ``None`` (a spec without a path, such as ``digits``, or one that does not parse: it is
-    refused with its own message when it is loaded)."""
-    if spec is None or not isinstance(spec, (str, os.PathLike)):
-        return None
-    if proxy:
-        kind, sep, path = str(spec).strip().partition(":")
-        return Path(path.strip()).expanduser() if sep and path.strip() else None
-    from .data._registry import _lookup, _split_spec
-
-    name, path, _ = _split_spec(str(spec))
-    entry = _lookup(name)
-    return Path(path).expanduser() if entry is not None and entry.takes_path and path else None
-
-
-def _at_file(value) -> Optional[Path]:
-    """The file of an ``@FILE`` request value (``--forget-ids``, ``--relabel-to``), else ``None``."""
-    from .requests import FILE_PREFIX
-
-    if isinstance(value, str) and value.strip().startswith(FILE_PREFIX) and value.strip()[1:].strip():
-        return Path(value.strip()[1:].strip()).expanduser()
-    return None
-
-
-def run_inputs(*, model=None, weights=None, original=None, dataset: Optional[str] = None,
-               forget_ids: Optional[str] = None, relabel_to: Optional[str] = None,
-               proxy: Optional[str] = None) -> List[str]:
-    """Every file and folder a command reads, for :func:`l2ul.safety.check_output_path` (which never writes
-    over one of them, nor inside one of the folders): the model file(s) (``model``, ``weights``, ``original``;
-    an ``nn.Module`` is skipped), the dataset's file or folder (specs with a path), the ``@FILE`` of
-    ``forget_ids`` and ``relabel_to``, and the proxy data's file or folder."""
-    paths = [p for p in (model, weights, original) if isinstance(p, (str, os.PathLike))]
-    paths += [p for p in (_spec_path(dataset), _at_file(forget_ids), _at_file(relabel_to),
-                          _spec_path(proxy, proxy=True)) if p is not None]
-    return [str(p) for p in dict.fromkeys(paths)]
-
-
-def _resized(resize: int) -> Callable[[tuple], tuple]:
-    """``(width, height)`` after ``torchvision.transforms.Resize(resize)`` (the shorter side to ``resize``)."""
-    def size(wh):
-        w, h = wh
-        short, long = (w, h) if w <= h else (h, w)
-        new_short, new_long = resize, int(resize * long / short)
-        return (new_short, new_long) if w <= h else (new_long, new_short)
-    return size
-
-
-def check_inputs(*, model=None, weights=None, original=None, dataset: Optional[str] = None,
-                 forget_ids: Optional[str] = None, relabel_to: Optional[str] = None,
-                 proxy: Optional[str] = None) -> None:
-    """Refuse, before any work and with a one-line :class:`~l2ul.errors.L2ULError`, an input no reader could
-    use: every path of :func:`run_inputs` that is a symbolic link loop, a FIFO, a device or a socket
-    (:func:`l2ul.safety.check_input_path`); a dataset or proxy ``.npz`` that is truncated, fails a CRC check,
-    holds a member that is not a ``.npy`` array or one of Python objects (:func:`l2ul.safety.check_npz`); an
-    image folder (dataset or proxy) holding such an entry, a link loop or an unreadable image, and, for a
-    dataset folder without ``?crop=``, images that would come out in more than one size
-    (:func:`l2ul.safety.check_image_folder`). Missing files are left to the loaders' own messages."""
-    from .safety import check_image_folder, check_input_path, check_npz
-
-    what = {}
-    for p, w in ((model, "model file"), (weights, "weights file"), (original, "model file"),
-                 (_at_file(forget_ids), "--forget-ids file"), (_at_file(relabel_to), "--relabel-to file")):
-        if isinstance(p, (str, os.PathLike)):
-            what[str(p)] = w
-    data_path, proxy_path = _spec_path(dataset), _spec_path(proxy, proxy=True)
-    if data_path is not None:
-        what.setdefault(str(data_path), "dataset")
-    if proxy_path is not None:
-        what.setdefault(str(proxy_path), "proxy data")
-    for p, w in what.items():
-        check_input_path(p, w)
-    if data_path is not None:
-        from .data._registry import _lookup, _split_spec
-
-        name, _, options = _split_spec(str(dataset))
-        entry = _lookup(name)
-        name = entry.name if entry is not None else name
-        if name in ("npz", "cifar10-jpeg"):
-            check_npz(data_path, f"{name} dataset")
-        elif name in ("imagefolder", "imagenet", "utkface"):
-            crop = options.get("crop") or ("224" if name == "imagenet" else None)
-            resize = options.get("resize") or ("256" if name == "imagenet" else None)
-            same = ("train", "test", "val") if name != "utkface" and not crop else ()
-            size = _resized(int(resize)) if same and resize and resize.isdigit() and int(resize) > 0 else None
-            check_image_folder(data_path, f"{name} dataset", same_size=same, output_size=size)
-    if proxy_path is not None:
-        kind = str(proxy).strip().partition(":")[0].strip().lower()
-        if kind == "npz":
-            check_npz(proxy_path, "proxy npz")
-        elif kind == "imagefolder":
-            check_image_folder(proxy_path, "proxy image folder")
-
-
-def check_device_available(device) -> None:
-    """Refuse (:class:`~l2ul.errors.ConfigError`) a device that is not a device name
-    (:func:`l2ul.config.check_device`), or one this machine does not have (CUDA or MPS missing, a CUDA index
-    beyond the GPUs present), before any work; ``None`` (automatic) always passes."""
-    from .config import check_device
-    from .engine import resolve_device
-    from .errors import ConfigError
-
-    check_device(device)
-    if device is None:
-        return
-    dev = resolve_device(device)
-    if dev.type == "cuda" and dev.index is not None:
-        import torch
-
-        n = torch.cuda.device_count()
-        if dev.index >= n:
-            raise ConfigError(f"device {str(device)!r} requested but this machine has {n} CUDA device(s) "
-                              f"(cuda:0..cuda:{n - 1}); choose one of them", field="device")
-
-
 def method_data(method, bundle, request_ids: Sequence[int], *, proxy: Optional[str] = None,
                 allow_training_proxy: bool = False) -> Dict[str, Any]:
     """The data a method declares it needs, from the dataset: ``retain`` is the training data outside the
@@ -248,18 +124,35 @@ def method_data(method, bundle, request_ids: Sequence[int], *, proxy: Optional[s
 
 def evaluate_request(original: nn.Module, result, bundle, request, eval_ids: np.ndarray, *, seed: int,
                      mia_max_samples: Optional[int] = 5000):
-    """Metrics before and after on D_f, the D_r subset ``eval_ids`` and D_test, and the per-instance outcome.
-    A diverged result is measured only on the original (its figures are ``None``)."""
-    from .evaluation import evaluate_model, evaluate_unlearning
+    """Metrics before and after on D_f, the D_r subset ``eval_ids`` and D_test; the per-instance outcome, with
+    its membership percentiles (:func:`l2ul.membership.add_membership_evidence`); the per-class D_test accuracy
+    (:func:`l2ul.audit.per_class_accuracy`). A diverged result is measured only on the original (its figures
+    are ``None``)."""
+    from .audit import per_class_accuracy
+    from .evaluation import evaluate_model, evaluate_unlearning, predict_splits
+    from .membership import add_membership_evidence
 
     xf, yf = bundle.stack_train(request.ids)
     ids = [bundle.train_ids[i] for i in request.ids]
     data = dict(forget=(xf, yf), retain=bundle.train_subset(eval_ids), test=bundle.test, seed=seed,
                 device=result.device, mia_max_samples=mia_max_samples)
-    if result.status != "diverged":
-        metrics = evaluate_unlearning(original, result.model, ids=ids, targets=request.targets, **data)
-        return metrics, metrics.pop("per_instance")
     before = evaluate_model(original, **data)
+    after = None
+    if result.status != "diverged":
+        after = predict_splits(result.model, forget=data["forget"], retain=data["retain"], test=data["test"],
+                               device=result.device)
+        metrics = evaluate_unlearning(before, after, ids=ids, targets=request.targets, **data)
+        per_inst = metrics.pop("per_instance")
+    else:
+        metrics, per_inst = _diverged_figures(before, ids, request)
+    add_membership_evidence(per_inst, before.predictions, after)
+    per_class = per_class_accuracy(before.predictions["test"], None if after is None else after["test"],
+                                   class_names=bundle.class_names)
+    return metrics, per_inst, per_class
+
+
+def _diverged_figures(before, ids, request):
+    """The original's figures beside ``None`` for a diverged (non-finite) result."""
     metrics = {}
     for key, value in before.metrics.items():
         metrics[key], metrics[f"{key}_before"] = None, value
@@ -318,9 +211,17 @@ def _output_paths(out, report, overwrite: bool, inputs: Sequence[str]):
     if os.path.realpath(report_path) == os.path.realpath(out):
         raise L2ULError(f"the report and the model output are the same file ({out}); give the report another path")
     check_output_path(report_path, overwrite=overwrite, inputs=tuple(inputs))
+    check_output_path(_page_path(report_path), overwrite=overwrite, inputs=tuple(inputs))
     check_writable(out)
     check_writable(report_path)
     return out, report_path
+
+
+def _page_path(report_path: Path) -> Path:
+    """The audit page written beside the report (``OUT.report.json`` -> ``OUT.report.html``)."""
+    from .audit import default_page_path
+
+    return default_page_path(report_path)
 
 
 @contextlib.contextmanager
@@ -390,6 +291,7 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], model, arch
                  data_dir, download, forget_ids, forget_random, relabel_to, seed, method, config, proxy,
                  allow_training_proxy, keep_unconverged, retain_eval_size, progress, log, argv) -> RequestOutcome:
     """:func:`run_request` once its outputs are claimed."""
+    from .audit import report_thumbnails
     from .data import load_dataset
     from .engine import unlearn
     from .loading import check_fit, load_model_from
@@ -419,10 +321,12 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], model, arch
     retain_total = len(bundle.retain_indices(request.ids))
     log(f"l2ul: evaluating on D_f ({len(request.ids)}), D_r ({len(eval_ids)}"
         f"{' random' if len(eval_ids) < retain_total else ''}) and D_test ({bundle.n_test})")
-    metrics, per_inst = evaluate_request(net, result, bundle, request, eval_ids, seed=seed)
+    metrics, per_inst, per_class = evaluate_request(net, result, bundle, request, eval_ids, seed=seed)
     rep = _report(result=result, cfg=cfg, bundle=bundle, dataset_spec=dataset, request=request, inputs=inputs,
                   input_sha=input_sha, model=net, metrics=metrics, per_inst=per_inst, eval_ids=eval_ids,
                   retain_total=retain_total, argv=argv)
+    rep["per_class_test"] = per_class
+    rep["thumbnails"] = report_thumbnails(xf, [r["id"] for r in per_inst])
     write_model = result.converged or (keep_unconverged and result.status != "diverged")
     model_path = _publish(result.model if write_model else None, out, rep, report_path)
     return RequestOutcome(result=result, metrics=metrics, report=rep, report_path=report_path,
@@ -430,7 +334,9 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], model, arch
 
 
 def _publish(model: Optional[nn.Module], out: Path, report: Dict[str, Any], report_path: Path) -> Optional[Path]:
-    """Write the model (if any) and the report to temporary files and publish them together."""
+    """Write the model (if any), the audit page and the report to temporary files and publish them together
+    (the report last: it is the commit record)."""
+    from .audit import render_audit_page
     from .models.io import save_model
     from .publish import publish_together
     from .reports import write_json
@@ -441,5 +347,6 @@ def _publish(model: Optional[nn.Module], out: Path, report: Dict[str, Any], repo
             tmp = stage(out)
             save_model(model, tmp, overwrite=True)
             report["output_model"] = {"path": str(out), "sha256": sha256_file(tmp)}
+        stage(_page_path(report_path)).write_text(render_audit_page(report), encoding="utf-8")
         write_json(stage(report_path), report)
     return out if model is not None else None

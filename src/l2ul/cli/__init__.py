@@ -1,4 +1,4 @@
-"""Command-line interface: ``l2ul unlearn | evaluate | pretrain | demo | bench | report | info``.
+"""Command-line interface: ``l2ul unlearn | evaluate | pretrain | demo | bench | report | audit | info``.
 
 One module per command (``add_arguments`` + ``cmd_<name>``); each parses, calls the library (for ``unlearn``:
 :func:`l2ul.pipeline.run_request`) and prints. Problems a user can fix (bad request, missing file, unsafe
@@ -17,7 +17,7 @@ import signal
 import sys
 from typing import Optional, Sequence
 
-from . import bench, demo, evaluate, info, pretrain, report, unlearn
+from . import audit, bench, demo, evaluate, info, pretrain, report, unlearn
 from ._common import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
@@ -66,6 +66,9 @@ _COMMANDS = {
     "report": (report, "re-render the tables and plots of a bench folder",
                "Write again table.md / continual.md, results.csv/json and the plots of an `l2ul bench` output "
                "folder from its records (no model or data needed)."),
+    "audit": (audit, "write the HTML audit page of an unlearn report",
+              "Write the self-contained HTML audit page of an `l2ul unlearn` report (default: REPORT.html next "
+              "to it): verdict, per-instance outcome, accuracy and privacy before/after, provenance."),
     "info": (info, "list methods (with the data they need), models, presets and dataset specs",
              "List methods, models, presets and dataset specs."),
 }
