@@ -4,8 +4,9 @@
 >>> result = l2ul.unlearn(model, forget_images, forget_labels, method="l2ul")
 >>> result.converged, result.steps, result.timings
 """
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
+from . import proxy, synthesis  # noqa: E402,F401  (l2ul.proxy.load_proxy, l2ul.synthesis)
 from .attacks import AdversarialSet, TargetedL2PGD, generate_adversarial_set, random_other_labels
 from .config import PRESETS, UnlearnConfig
 from .data import DatasetBundle, load_dataset
@@ -15,6 +16,7 @@ from .importance import mas_importance, normalize_importance
 from .methods import UnlearningMethod, get_method, list_methods, register_method
 from .models import NormalizedClassifier, create_model, list_models, register_model
 from .models.io import import_state_dict, load_model, save_model
+from .pipeline import RequestOutcome, run_request
 from .requests import DeletionRequest
 
 __all__ = [
@@ -24,5 +26,6 @@ __all__ = [
     "UnlearningMethod", "get_method", "list_methods", "register_method",
     "NormalizedClassifier", "create_model", "list_models", "register_model", "load_model", "save_model",
     "import_state_dict", "DatasetBundle", "load_dataset", "DeletionRequest",
-    "L2ULError", "ConfigError", "DataError", "ModelFileError", "RequestError",
+    "L2ULError", "ConfigError", "DataError", "ModelFileError", "RequestError", "run_request", "RequestOutcome",
+    "proxy", "synthesis",
 ]
