@@ -8,8 +8,6 @@ import pkgutil
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
-import pytest
-
 import l2ul
 
 MAX_MODULE_LINES = 450
@@ -175,21 +173,9 @@ def test_bench_modules_and_functions_are_small():
 
 
 # outside l2ul.bench, being split by others (issue #10); remove the mark when they are done
-_KNOWN_LARGE = ("l2ul.synthesis: 480 lines",)
-
-
-@pytest.mark.xfail(strict=False, reason="known large modules/functions outside l2ul.bench: " + ", ".join(_KNOWN_LARGE))
 def test_modules_and_functions_are_small():
     violations = _size_violations()
     assert not violations, "; ".join(violations)
-
-
-def test_only_the_known_large_modules_are_large():
-    """Until the xfail above is lifted: no module other than those of :data:`_KNOWN_LARGE` grows too large."""
-    known = {entry.split(":")[0] for entry in _KNOWN_LARGE}
-    others = [v for v in _size_violations() if not any(v == m or v.startswith(m + ".") or v.startswith(m + ":")
-                                                       for m in known)]
-    assert not others, "; ".join(others)
 
 
 def test_long_comment_exempts_a_function(tmp_path, monkeypatch):
