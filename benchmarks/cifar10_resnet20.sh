@@ -3,7 +3,7 @@
 # train split) and the JPEG copy of CIFAR-10 in ../shared/datasets, with the paper's CIFAR-10 recipe
 # (the defaults). Every step resumes where a killed run stopped.
 # Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle oracle_s0 budget_k64 continual continual_nearest
-#        repair_proxy repair_free repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free)
+#        repair_proxy repair_free repair_free_adam repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 STEPS=${*:-grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest}
@@ -51,6 +51,9 @@ for step in $STEPS; do
                    # (cached per model), plus 4,096 augmented copies
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --synth-images 512 \
         --out $OUT/resnet20_repair_free --no-progress ;;
+    repair_free_adam)  # data-free with the repair optimiser the probe found better (Adam 1e-4)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --synth-images 512 \
+        --repair-optimizer adam --repair-lr 1e-4 --out $OUT/resnet20_repair_free_adam --no-progress ;;
     repair_free_k1)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 1 --seeds 0,1,2 --synth-images 512 \
         --out $OUT/resnet20_repair_free_k1 --no-progress ;;

@@ -35,7 +35,7 @@ def _recording(monkeypatch, module):
 
 
 def test_random_labels_targets_are_fixed_and_never_the_label(req, monkeypatch):
-    from l2ul.methods import random_labels as module
+    from l2ul.methods import base as module  # the fixed-target forget phase (base.fixed_target_phase)
 
     calls = _recording(monkeypatch, module)
     r = unlearn(req.model, req.xf, req.yf, method="random_labels", config=CFG)

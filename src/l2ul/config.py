@@ -215,6 +215,9 @@ class UnlearnConfig:
                                minimum=1, since="0.3")
     synth_steps: int = _field(200, "repair", "data-free: optimisation steps per synthesised batch", minimum=1,
                               since="0.3")
+    repair_optimizer: str = _field("sgd", "repair", "optimiser of the repair phase: sgd (momentum, weight decay "
+                                   "of the config) or adam (measured better data-free: BENCHMARKS.md 5b)",
+                                   choices=("sgd", "adam"), since="0.3")
     synth_augment: int = _field(4096, "repair", "data-free: shifted/flipped and mixup copies of the synthesised "
                                 "images added to the proxy (half each)", minimum=0, since="0.3")
 

@@ -38,7 +38,7 @@ from torch import nn
 
 from .._progress import progress_bar
 from ._registry import register_method
-from .base import MethodContext, Phase, UnlearningMethod, cycle_batches, sgd
+from .base import MethodContext, Phase, UnlearningMethod, cycle_batches, fixed_target_phase
 from .ingredients import register_ingredient
 
 
@@ -150,16 +150,9 @@ class Repair(UnlearningMethod):
 
     def phases(self, ctx: MethodContext):
         cfg = ctx.config
-        forget_batches = cycle_batches(ctx.x_forget.shape[0], cfg.forget_batch_size, ctx.generator)
-        targets = ctx.extras["forget_targets"]
-
-        def forget_loss(model: nn.Module, c: MethodContext) -> torch.Tensor:
-            idx = next(forget_batches).to(c.device)
-            return F.cross_entropy(model(c.x_forget[idx]), targets[idx])
-
         repair = Phase("repair", "repair", cfg.repair_steps, _repair_optimizer(cfg), self._repair_loss(ctx),
                        bn="freeze", should_stop=_KLPlateau(ctx))
-        return [Phase("optimization", "forget", cfg.max_steps, sgd(cfg), forget_loss, bn="freeze"), repair]
+        return [fixed_target_phase(ctx, ctx.extras["forget_targets"], bn="freeze"), repair]
 
     def _repair_loss(self, ctx: MethodContext):
         cfg = ctx.config
@@ -195,6 +188,8 @@ def _constrained_set(ctx: MethodContext):
 
 
 def _repair_optimizer(cfg):
+    if cfg.repair_optimizer == "adam":
+        return lambda params: torch.optim.Adam(params, lr=cfg.repair_lr)
     return lambda params: torch.optim.SGD(params, lr=cfg.repair_lr, momentum=cfg.momentum,
                                           weight_decay=cfg.weight_decay)
 
