@@ -33,7 +33,6 @@ which on their own collapse the repair, see ``benchmarks/results/repair_probe.md
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
@@ -42,7 +41,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -66,20 +65,7 @@ SYNTHESIS_VERSION = 1
 # helpers
 
 
-@contextlib.contextmanager
-def _frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode, parameter gradients off; both restored afterwards."""
-    was = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, f in flags:
-            p.requires_grad_(f)
-        model.train(was)
+from .attacks import frozen_eval as _frozen  # noqa: E402  (eval mode, parameter gradients off, restored)
 
 
 def _device_of(model: nn.Module) -> torch.device:

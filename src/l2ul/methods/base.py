@@ -136,6 +136,20 @@ def sgd(config: UnlearnConfig) -> Callable[[List[nn.Parameter]], torch.optim.Opt
                                           weight_decay=config.weight_decay)
 
 
+def fixed_target_phase(ctx: MethodContext, targets: torch.Tensor, *, bn: str) -> Phase:
+    """A forget phase descending cross-entropy toward a fixed target per forget instance (shuffled forget
+    batches, the config's SGD and step budget): the forget term of ``repair``, ``random_labels`` and
+    ``boundary_shrink``, which differ only in how they choose the targets."""
+    cfg = ctx.config
+    batches = cycle_batches(ctx.x_forget.shape[0], cfg.forget_batch_size, ctx.generator)
+
+    def loss(model: nn.Module, c: MethodContext) -> torch.Tensor:
+        idx = next(batches).to(c.device)
+        return F.cross_entropy(model(c.x_forget[idx]), targets[idx])
+
+    return Phase("optimization", "forget", cfg.max_steps, sgd(cfg), loss, bn=bn)
+
+
 class UnlearningMethod:
     """Base class: gradient ascent on the forget set, one forget phase.
 

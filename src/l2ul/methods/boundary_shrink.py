@@ -9,7 +9,7 @@ from ..attacks import frozen_eval
 from ..errors import RequestError
 from ._peers import other_class_argmax
 from ._registry import register_method
-from .base import MethodContext, Phase, UnlearningMethod, cycle_batches, sgd
+from .base import MethodContext, UnlearningMethod, fixed_target_phase
 from .ingredients import register_ingredient
 
 #: L-infinity radius of the FGSM neighbour search in [0, 1] pixel space ("hard coding in the paper")
@@ -82,12 +82,5 @@ class BoundaryShrink(UnlearningMethod):
     source = "Chen et al., CVPR 2023 (authors' code: github.com/TY-LEE-KR/Boundary-Unlearning-Code)"
 
     def phases(self, ctx: MethodContext):
-        cfg = ctx.config
         targets = ctx.targets if ctx.task == "relabel" else ctx.ingredients["boundary_neighbours"]
-        batches = cycle_batches(ctx.x_forget.shape[0], cfg.forget_batch_size, ctx.generator)
-
-        def loss(model: nn.Module, c: MethodContext) -> torch.Tensor:
-            idx = next(batches).to(c.device)
-            return F.cross_entropy(model(c.x_forget[idx]), targets[idx])
-
-        return [Phase("optimization", "forget", cfg.max_steps, sgd(cfg), loss, bn=cfg.bn)]
+        return [fixed_target_phase(ctx, targets, bn=ctx.config.bn)]

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ..attacks import random_other_labels
 from ..errors import RequestError
 from ._registry import register_method
-from .base import MethodContext, Phase, UnlearningMethod, cycle_batches, sgd
+from .base import MethodContext, UnlearningMethod, fixed_target_phase
 from .ingredients import register_ingredient
 
 
@@ -51,12 +49,5 @@ class RandomLabels(UnlearningMethod):
     source = "Graves et al., AAAI 2021 (random relabelling); the RL baseline of SalUn (Fan et al., ICLR 2024)"
 
     def phases(self, ctx: MethodContext):
-        cfg = ctx.config
         targets = ctx.targets if ctx.task == "relabel" else ctx.ingredients["random_targets"]
-        batches = cycle_batches(ctx.x_forget.shape[0], cfg.forget_batch_size, ctx.generator)
-
-        def loss(model: nn.Module, c: MethodContext) -> torch.Tensor:
-            idx = next(batches).to(c.device)
-            return F.cross_entropy(model(c.x_forget[idx]), targets[idx])
-
-        return [Phase("optimization", "forget", cfg.max_steps, sgd(cfg), loss, bn=cfg.bn)]
+        return [fixed_target_phase(ctx, targets, bn=ctx.config.bn)]
