@@ -14,3 +14,13 @@ def run(capsys, *argv):
 
 def sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def assert_user_error(rc, err, *words):
+    """Exit 2, exactly one line ``l2ul: error: ...`` on stderr naming ``words``, no traceback."""
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("l2ul: error: "), err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0], (w, lines[0])

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from _cli_helpers import run, sha256
+from _cli_helpers import assert_user_error, run, sha256
 from l2ul.cli import main
 from l2ul.errors import L2ULError
 from l2ul.models import create_model
@@ -35,14 +35,6 @@ SLOW = ["--pgd-steps", "500", "--adv-per-instance", "3000", "--pgd-eps", "0.5", 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
 
-def assert_user_error(rc, err, *words):
-    """Exit 2, exactly one line ``l2ul: error: ...`` on stderr naming ``words``, no traceback."""
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("l2ul: error: "), err
-    assert "Traceback" not in err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
 
 
 def leftovers(folder: Path):

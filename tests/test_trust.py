@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from _cli_helpers import run, sha256
+from _cli_helpers import assert_user_error, run, sha256
 from l2ul.cli import main
 from l2ul.errors import L2ULError, RequestError
 from l2ul.requests import build_request, parse_forget_ids, parse_relabel_targets
@@ -35,14 +35,6 @@ POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX files and signals")
 N = 100
 
 
-def assert_user_error(rc, err, *words):
-    """Exit 2, exactly one line ``l2ul: error: ...`` on stderr naming ``words``, no traceback."""
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("l2ul: error: "), err
-    assert "Traceback" not in err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
 
 
 def assert_error_line(rc, err, *words):
