@@ -3,14 +3,13 @@
 :func:`render_results`, which writes them again from a folder's records alone."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
 
 from ..errors import L2ULError
 from ..reports import markdown_table, paper_table, plot_continual, plot_phase_times, plot_vs_k, write_json
 from .machine import now
-from .store import read_jsonl, write_csv, write_text
+from .store import read_jsonl, read_settings, write_csv, write_text
 
 __all__ = ["render_results", "bench_header", "write_bench_outputs", "write_continual_outputs", "sort_records",
            "cell_name", "cell_line", "fmt_pct", "continual_table"]
@@ -163,12 +162,7 @@ def render_results(out_dir, *, plots: bool = True) -> List[Path]:
     spath = out / "settings.json"
     if not spath.is_file():
         raise L2ULError(f"{out} holds no l2ul bench results (no settings.json); give the --out of a bench run")
-    try:
-        settings = json.loads(spath.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        raise L2ULError(f"{spath} is not valid JSON") from None
-    if not isinstance(settings, dict):
-        raise L2ULError(f"{spath} is not an l2ul bench settings file (not a JSON object)")
+    settings = read_settings(spath)
     h = settings.get("settings_hash")
     written: List[Path] = []
     for name, kind in (("results.jsonl", "grid"), ("continual.jsonl", "continual")):

@@ -184,16 +184,23 @@ def write_csv(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
     write_text(path, buf.getvalue())
 
 
+def read_settings(spath: Path, fix: str = "") -> Dict[str, Any]:
+    """A folder's ``settings.json`` as a dict; a one-line :class:`L2ULError` (ending in ``fix``) if it is not
+    valid JSON or not a JSON object."""
+    try:
+        settings = json.loads(spath.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise L2ULError(f"{spath} is not valid JSON{fix}") from None
+    if not isinstance(settings, dict):
+        raise L2ULError(f"{spath} is not an l2ul bench settings file (not a JSON object){fix}")
+    return settings
+
+
 def _adopt_old_settings(out: Path, spath: Path, settings: Dict[str, Any]) -> None:
     """Check ``settings`` against the folder's ``settings.json``: adopt a legacy folder's hash, keep its
     creation date and methods; raise :class:`L2ULError` for different settings."""
     h = settings["settings_hash"]
-    try:
-        old = json.loads(spath.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        raise L2ULError(f"{spath} is not valid JSON; use a new --out") from None
-    if not isinstance(old, dict):
-        raise L2ULError(f"{spath} is not an l2ul bench settings file (not a JSON object); use a new --out")
+    old = read_settings(spath, "; use a new --out")
     if old.get("settings_hash") != h:
         legacy = _legacy_hashed(settings["hashed"])
         if settings_hash(legacy) == old.get("settings_hash"):
