@@ -3,7 +3,7 @@
 # train split) and the JPEG copy of CIFAR-10 in ../shared/datasets, with the paper's CIFAR-10 recipe
 # (the defaults). Every step resumes where a killed run stopped.
 # Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle oracle_s0 budget_k64 continual continual_nearest
-#        repair_proxy repair_free repair_free_adam repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free)
+#        repair_proxy repair_proxy_sgd repair_free repair_free_adam repair_free_cosine repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 STEPS=${*:-grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest}
@@ -44,16 +44,23 @@ for step in $STEPS; do
     continual_nearest)  # the same 8 requests with --bn freeze --forget-loss nearest
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods l2ul --requests 8 --k 16 --seeds 0 \
         --bn freeze --forget-loss nearest --out $OUT/resnet20_continual_nearest_freeze --no-progress ;;
-    repair_proxy)  # l2ul 0.3's default method with 5,000 unlabeled test images as proxy (D_test: the other 5,000)
+    repair_proxy)  # the default method (0.4: Adam 1e-4, cosine) with 5,000 unlabeled test images as proxy
+                   # (D_test: the other 5,000)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
-        --out $OUT/resnet20_repair_proxy --no-progress ;;
+        --out $OUT/resnet20_repair_proxy_cosine --no-progress ;;
+    repair_proxy_sgd)  # the same with 0.3's repair defaults (SGD 1e-3, constant)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
+        --repair-optimizer sgd --repair-lr 1e-3 --repair-schedule constant --out $OUT/resnet20_repair_proxy --no-progress ;;
     repair_free)   # the same, data-free: 512 proxy images synthesised once from the model's BN statistics
                    # (cached per model), plus 4,096 augmented copies
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --synth-images 512 \
-        --out $OUT/resnet20_repair_free --no-progress ;;
+        --repair-optimizer sgd --repair-lr 1e-3 --repair-schedule constant --out $OUT/resnet20_repair_free --no-progress ;;
     repair_free_adam)  # data-free with the repair optimiser the probe found better (Adam 1e-4)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --synth-images 512 \
-        --repair-optimizer adam --repair-lr 1e-4 --out $OUT/resnet20_repair_free_adam --no-progress ;;
+        --repair-optimizer adam --repair-lr 1e-4 --repair-schedule constant --out $OUT/resnet20_repair_free_adam --no-progress ;;
+    repair_free_cosine)  # data-free with the 0.4 defaults (Adam 1e-4, cosine), 512 synthesised images
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --synth-images 512 \
+        --out $OUT/resnet20_repair_free_cosine --no-progress ;;
     repair_free_k1)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 1 --seeds 0,1,2 --synth-images 512 \
         --out $OUT/resnet20_repair_free_k1 --no-progress ;;

@@ -16,23 +16,28 @@ from .errors import ConfigError
 BN_MODES = ("freeze", "train")
 FORGET_LOSSES = ("ascent", "nearest")
 TASKS = ("misclassify", "relabel")
+#: config groups that only some methods read (a method names those it reads in ``config_groups``): results
+#: stores leave them out of their settings hash when none of their methods reads them
+METHOD_GROUPS = ("repair",)
 
 
 def _field(default: Any, group: str, help: str, *, minimum: Optional[float] = None, exclusive: bool = False,
            maximum: Optional[float] = None, choices: Optional[Tuple[str, ...]] = None, kind: Optional[type] = None, nullable: bool = False,
            flag: bool = True, since: str = "0.1", check: Optional[Callable[[Any], None]] = None,
-           invalid: Tuple[Any, ...] = ()) -> Any:
+           invalid: Tuple[Any, ...] = (), hash_omit: Any = dataclasses.MISSING) -> Any:
     """A config field with its single source of truth: ``help`` (CLI help and docs), ``group`` (CLI option
     group), ``choices`` or a lower bound ``minimum`` (``exclusive``: strictly greater), ``nullable`` (``None``
     allowed), ``flag`` (whether commands expose it as ``--<name>``) and ``since`` (the release that added
-    it: results stores hash a field added after 0.2 only when it differs from its default, so folders
-    written before it existed keep resuming), ``check`` (a further test of a value of the right kind, raising
+    it: results stores hash a field added after 0.2 only when it differs from ``hash_omit``, by default its
+    default, so folders written before it existed keep resuming; a field whose default changed keeps its
+    old default as ``hash_omit``, so folders of the old default are never resumed with the new), ``check`` (a further test of a value of the right kind, raising
     :class:`ConfigError`) and ``invalid`` (values ``check`` refuses, for the tests). Validation, the CLI flags
     of every command and the invalid-value tests are generated from it."""
     meta = {"group": group, "help": help, "minimum": minimum, "exclusive": exclusive, "maximum": maximum,
             "choices": choices,
             "kind": kind or type(default), "nullable": nullable, "flag": flag, "since": since, "check": check,
-            "invalid": tuple(invalid)}
+            "invalid": tuple(invalid),
+            "hash_omit": default if hash_omit is dataclasses.MISSING else hash_omit}
     return field(default=default, metadata=meta)
 
 
@@ -198,8 +203,8 @@ class UnlearnConfig:
 
     repair_steps: int = _field(300, "repair", "step budget of the repair phase (method repair)", minimum=0,
                                since="0.3")
-    repair_lr: float = _field(1e-3, "repair", "SGD learning rate of the repair phase", minimum=0, exclusive=True,
-                              since="0.3")
+    repair_lr: float = _field(1e-4, "repair", "learning rate of the repair phase (its start, with the cosine "
+                              "schedule)", minimum=0, exclusive=True, since="0.3", hash_omit=1e-3)
     proxy_batch_size: int = _field(128, "repair", "proxy images distilled per repair step", minimum=1, since="0.3")
     hinge_margin: float = _field(1.0, "repair", "logit margin the forget set keeps past its boundary", minimum=0,
                                  since="0.3")
@@ -215,9 +220,13 @@ class UnlearnConfig:
                                minimum=1, since="0.3")
     synth_steps: int = _field(200, "repair", "data-free: optimisation steps per synthesised batch", minimum=1,
                               since="0.3")
-    repair_optimizer: str = _field("sgd", "repair", "optimiser of the repair phase: sgd (momentum, weight decay "
-                                   "of the config) or adam (measured better data-free: BENCHMARKS.md 5b)",
-                                   choices=("sgd", "adam"), since="0.3")
+    repair_optimizer: str = _field("adam", "repair", "optimiser of the repair phase: adam (the default since 0.4, "
+                                   "measured better data-free: BENCHMARKS.md 5b) or sgd (momentum and weight "
+                                   "decay of the config; 0.3's default, with repair_lr 1e-3)",
+                                   choices=("sgd", "adam"), since="0.3", hash_omit="sgd")
+    repair_schedule: str = _field("cosine", "repair", "learning-rate schedule of the repair phase: cosine (decays "
+                                  "to 0 over repair_steps) or constant (0.3's behaviour)",
+                                  choices=("cosine", "constant"), since="0.4", hash_omit="constant")
     synth_augment: int = _field(4096, "repair", "data-free: shifted/flipped and mixup copies of the synthesised "
                                 "images added to the proxy (half each)", minimum=0, since="0.3")
 
@@ -240,11 +249,14 @@ class UnlearnConfig:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def hashed_dict(self, exclude=("seed", "device")) -> Dict[str, Any]:
-        """The fields a result depends on, for results stores: without ``exclude``, and without fields added
-        after 0.2 that are at their default (so a hash written by 0.2 stays valid)."""
+    def hashed_dict(self, exclude=("seed", "device"), drop_groups=()) -> Dict[str, Any]:
+        """The fields a result depends on, for results stores: without ``exclude``, without the fields of the
+        groups ``drop_groups`` (method-specific groups no method of the store reads), and without fields
+        added after 0.2 that are at their ``hash_omit`` value (so a hash written before they existed stays
+        valid)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in exclude
-                and not (f.metadata["since"] > "0.2" and getattr(self, f.name) == f.default)}
+                and f.metadata["group"] not in drop_groups
+                and not (f.metadata["since"] > "0.2" and getattr(self, f.name) == f.metadata["hash_omit"])}
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "UnlearnConfig":

@@ -171,6 +171,7 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
     if not params:
         raise ConfigError("the model has no trainable parameters")
     opt = phase.make_optimizer(params)
+    sched = phase.make_scheduler(opt) if phase.make_scheduler is not None else None
     repair = phase.kind == "repair"
     last_good = copy.deepcopy(work.state_dict()) if repair else None
     run = _PhaseRun()
@@ -190,6 +191,8 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
             break
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         run.steps += 1
         done, score, finite, _ = check()
         history.append(score)

@@ -90,7 +90,8 @@ class Phase:
     and never ends in a state where the task does not hold (the engine checks the task after every step and
     rolls back to the last step where it held). ``make_optimizer(params)``: the phase's optimiser.
     ``loss(model, ctx)``: one step's loss (the phase draws its own batch). ``bn``: ``"train"`` or
-    ``"freeze"``, the batch-norm mode during its steps.
+    ``"freeze"``, the batch-norm mode during its steps. ``make_scheduler(optimizer)``: an optional
+    learning-rate scheduler, stepped after every optimiser step.
     """
 
     name: str
@@ -100,6 +101,7 @@ class Phase:
     loss: Callable[[nn.Module, MethodContext], torch.Tensor]
     bn: str = "train"
     should_stop: Optional[Callable[[int, MethodContext], bool]] = None
+    make_scheduler: Optional[Callable[[torch.optim.Optimizer], Any]] = None
 
 
 def cycle_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -165,6 +167,9 @@ class UnlearningMethod:
     data: Tuple[str, ...] = ()
     #: data the method uses when the caller supplies it (e.g. "proxy": unlabeled images)
     optional_data: Tuple[str, ...] = ()
+    #: method-specific config groups it reads (of l2ul.config.METHOD_GROUPS, e.g. "repair"); results stores
+    #: hash the fields of such a group only for methods that read it
+    config_groups: Tuple[str, ...] = ()
     #: what the method needs beyond the model and the forget set, in words, for `l2ul info` and the README
     data_needs: str = "none"
     #: where the method comes from
