@@ -24,3 +24,15 @@ def assert_user_error(rc, err, *words):
     assert "Traceback" not in err
     for w in words:
         assert w in lines[0], (w, lines[0])
+
+
+#: tiny, fast unlearning settings for the CLI tests (digits images are 1x8x8)
+FAST = ["--pgd-steps", "10", "--adv-per-instance", "2", "--pgd-eps", "0.5", "--max-steps", "300",
+        "--retain-eval-size", "300", "--quiet", "--synth-images", "64", "--synth-steps", "20", "--repair-steps", "50"]
+
+
+def pretrain_digits(out) -> Path:
+    """``l2ul pretrain`` a small CNN on digits (3 quick epochs) to ``out``: a test's original model."""
+    assert main(["pretrain", "--arch", "small_cnn", "--dataset", "digits", "--recipe", "quick", "--epochs", "3",
+                 "--out", str(out), "--quiet"]) == 0
+    return Path(out)

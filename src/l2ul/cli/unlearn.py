@@ -9,17 +9,17 @@ from ._options import (
     add_request_args,
     config_from_args,
     count_arg,
+    method_arg,
 )
 
 
 def add_arguments(p) -> None:
-    from ..methods import list_methods
-
     add_model_args(p)
     add_data_args(p)
     add_request_args(p)
-    p.add_argument("--method", default="repair", choices=list_methods(),
-                   help="(default: %(default)s, forget then repair; the paper's method is l2ul; see `l2ul info`)")
+    p.add_argument("--method", default="repair", type=method_arg, metavar="NAME",
+                   help="unlearning method (default: %(default)s, forget then repair; the paper's method is l2ul; "
+                        "`l2ul info` lists them all)")
     g = p.add_argument_group("proxy data (method repair)")
     g.add_argument("--proxy-data", metavar="SPEC",
                    help="unlabeled in-domain images to repair on: npz:PATH (key x) or imagefolder:PATH; labels are "
@@ -54,10 +54,45 @@ def cmd_unlearn(args) -> int:
     return 0 if result.converged else (EXIT_DIVERGED if result.status == "diverged" else EXIT_NOT_CONVERGED)
 
 
+def _points(metrics, key: str) -> str:
+    """``D_r 85.6% -> 84.1% (-1.5 points)`` for the metric ``acc_<key>``, or ``not measured``."""
+    before, after = metrics.get(f"acc_{key}_before"), metrics.get(f"acc_{key}")
+    if before is None or after is None:
+        return "not measured"
+    return f"{100 * before:.1f}% -> {100 * after:.1f}% ({100 * (after - before):+.1f} points)"
+
+
+def verdict(outcome) -> str:
+    """Two lines in words, printed first: whether the deletion holds, and what it cost (D_r, D_test)."""
+    result, saved = outcome.result, outcome.model_path
+    if result.status == "diverged":
+        return "verdict: FAILED: unlearning diverged; no model was written and nothing was deleted"
+    k = len(result.labels)
+    relabel = result.task == "relabel"
+    ok = (sum(p == t for p, t in zip(result.preds_after, result.targets)) if relabel
+          else sum(p != y for p, y in zip(result.preds_after, result.labels)))
+    what = "predicted as their target" if relabel else "no longer predicted as their label"
+    written = "the model was written anyway (--keep-unconverged)" if saved else "no model was written"
+    score = result.score_with_original_bn_stats
+    if not result.converged:
+        head = f"INCOMPLETE: {ok} of {k} instances are {what} when the step budget ran out; {written}"
+    elif result.holds_with_original_bn_stats is False:
+        back = round((1 - score) * k) if relabel else round(score * k)
+        head = (f"DOES NOT HOLD: all {k} instances are {what}, but with the original batch-norm statistics "
+                f"{back} of {k} would be back: the forgetting lives in drifted statistics, not in the weights")
+    else:
+        also = ("also with the original batch-norm statistics" if score is not None
+                else "(the model has no batch-norm statistics)")
+        head = f"HOLDS: all {k} instances are {what}, {also}"
+    m = outcome.metrics
+    return f"verdict: {head}\ncost: D_r {_points(m, 'retain')}; D_test {_points(m, 'test')}"
+
+
 def _print_outcome(outcome, args) -> None:
     from ..reports import format_table
 
     result, metrics, saved = outcome.result, outcome.metrics, outcome.model_path
+    print(verdict(outcome))
     if result.status == "diverged":
         eprint(f"l2ul: error: unlearning diverged ({result.message}); no model was written; "
                "lower --lr (or use the default recipe)")
