@@ -126,17 +126,20 @@ def evaluate_request(original: nn.Module, result, bundle, request, eval_ids: np.
                      mia_max_samples: Optional[int] = 5000):
     """Metrics before and after on D_f, the D_r subset ``eval_ids`` and D_test; the per-instance outcome, with
     its membership percentiles (:func:`l2ul.membership.add_membership_evidence`); the per-class D_test accuracy
-    (:func:`l2ul.audit.per_class_accuracy`). A diverged result is measured only on the original (its figures
+    (:func:`l2ul.audit.per_class_accuracy`). The original's outputs come from :mod:`l2ul.output_cache`. A diverged result is measured only on the original (its figures
     are ``None``)."""
     from .audit import per_class_accuracy
-    from .evaluation import evaluate_model, evaluate_unlearning, predict_splits
+    from .evaluation import SPLITS, evaluate_model, evaluate_unlearning, predict_splits
     from .membership import add_membership_evidence
+    from .output_cache import cached_predict
 
     xf, yf = bundle.stack_train(request.ids)
     ids = [bundle.train_ids[i] for i in request.ids]
     data = dict(forget=(xf, yf), retain=bundle.train_subset(eval_ids), test=bundle.test, seed=seed,
                 device=result.device, mia_max_samples=mia_max_samples)
-    before = evaluate_model(original, **data)
+    # the original's outputs are the same for every request on this model and data: from the outputs cache
+    before = evaluate_model({s: cached_predict(original, data[s], device=result.device) for s in SPLITS},
+                            seed=seed, mia_max_samples=mia_max_samples)
     after = None
     if result.status != "diverged":
         after = predict_splits(result.model, forget=data["forget"], retain=data["retain"], test=data["test"],

@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..evaluation import Predictions, accuracy_from_predictions, evaluate_model, evaluate_unlearning, predict
 from ..loading import check_fit
 from ..methods import get_method
+from ..output_cache import cached_predict
 from ..reports import write_json
 from ..requests import random_forget_ids
 from .common import (
@@ -163,8 +164,9 @@ def _prepare_evaluation(run: _Grid, model: nn.Module) -> _Evaluation:
     retain_data = eval_data(train_eval, run.retain_eval, bs, run.num_workers)
     test_data = eval_data(run.bundle.test, run.test_eval, bs, run.num_workers)
     t0 = time.perf_counter()
-    retain_pred = predict(dev_model, retain_data, batch_size=bs)
-    test_pred = predict(dev_model, test_data, batch_size=bs)
+    # the same for every run of this model on these subsets: from the outputs cache after the first
+    retain_pred = cached_predict(dev_model, retain_data, batch_size=bs)
+    test_pred = cached_predict(dev_model, test_data, batch_size=bs)
     run.log(f"original model: D_r subset {fmt_pct(accuracy_from_predictions(retain_pred))}, "
             f"D_test {fmt_pct(accuracy_from_predictions(test_pred))} ({time.perf_counter() - t0:.1f}s)")
     return _Evaluation(dev_model, retain_data, test_data, retain_pred, test_pred)

@@ -99,17 +99,16 @@ def _augment_synthesised(images: torch.Tensor, cfg):
 
 @register_ingredient("teacher", description="the original model's logits on the proxy images")
 def teacher_logits(ctx: MethodContext) -> torch.Tensor:
-    """The original model's logits on every proxy image (eval mode), computed once: the distillation
-    targets of the repair phase, so no copy of the original model is kept."""
+    """The original model's logits on every proxy image (eval mode), computed once (and cached per model
+    and proxy, :mod:`l2ul.output_cache`): the distillation targets of the repair phase, so no copy of the
+    original model is kept."""
+    from ..output_cache import cached_predict
+
     images = ctx.ingredients["proxy"].images
-    was = ctx.model.training
-    ctx.model.eval()
-    out = []
-    with torch.inference_mode():
-        for s in range(0, images.shape[0], ctx.config.eval_batch_size):
-            out.append(ctx.model(images[s:s + ctx.config.eval_batch_size].to(ctx.device)).float())
-    ctx.model.train(was)
-    return torch.cat(out).clone()
+    no_labels = torch.zeros(images.shape[0], dtype=torch.long)
+    # the same for every request on this model and proxy: read from the outputs cache when it ran before
+    return cached_predict(ctx.model, (images, no_labels), batch_size=ctx.config.eval_batch_size,
+                          device=ctx.device).logits
 
 
 def margin_violation(logits: torch.Tensor, labels: torch.Tensor, task: str, margin: float) -> torch.Tensor:
