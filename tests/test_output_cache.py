@@ -93,5 +93,8 @@ def test_a_request_is_bit_identical_with_the_cache_on_and_off(tmp_path, monkeypa
             assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == written
     assert len(written) == 4                                # the teacher's + the original's on 3 splits
     assert _sha(outs["cold"]) == _sha(outs["warm"]) == _sha(outs["off"])
-    figures = [json.loads(open(str(o) + ".report.json").read())["metrics"] for o in outs.values()]
-    assert figures[0] == figures[1] == figures[2]
+    reports = [json.loads(open(str(o) + ".report.json").read()) for o in outs.values()]
+    assert reports[0]["metrics"] == reports[1]["metrics"] == reports[2]["metrics"]
+    stages = reports[0]["request_timings_s"]                # the request's wall time, evaluation included
+    assert set(stages) == {"load", "unlearn", "evaluation", "report", "total_before_publish"}
+    assert stages["total_before_publish"] == pytest.approx(sum(v for k, v in stages.items() if k != "total_before_publish"))

@@ -432,7 +432,7 @@ def test_pretrain_refuses_existing_output(capsys, base):
 def _figures(report: dict) -> dict:
     """The report without what legitimately differs between two runs of the same command."""
     r = json.loads(json.dumps(report))
-    for key in ("created", "timings_s", "argv"):
+    for key in ("created", "timings_s", "request_timings_s", "argv"):
         r.pop(key)
     r["output_model"].pop("path")
     for phase in r["phases"]:

@@ -14,6 +14,7 @@ import contextlib
 import datetime as _dt
 import os
 import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
@@ -45,6 +46,8 @@ class RequestOutcome:
     report_path: Optional[Path]
     model_path: Optional[Path] = None
     per_instance: List[Dict[str, Any]] = field(default_factory=list)
+    #: wall seconds by stage: load, unlearn, evaluation, report, publish
+    timings: Dict[str, float] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -300,6 +303,7 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], model, arch
     from .loading import check_fit, load_model_from
     from .requests import build_request
 
+    t0 = time.perf_counter()
     input_sha = input_hashes(inputs)
     cfg = config
     bundle = load_dataset(dataset, data_dir=data_dir, download=download)
@@ -316,24 +320,35 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], model, arch
                             train_ids=bundle.train_ids, class_names=bundle.class_names)
     data = method_data(method, bundle, request.ids, proxy=proxy, allow_training_proxy=allow_training_proxy)
     xf, yf = bundle.stack_train(request.ids)
+    stages = {"load": time.perf_counter() - t0}
+    t0 = time.perf_counter()
     log(f"l2ul: {bundle.name}: forgetting {len(request.ids)} instance(s) with {method} ({request.task}); "
         f"device {cfg.device or 'auto'}")
     result = unlearn(net, xf, yf, method=method, task=request.task, targets=request.targets, config=cfg,
                      data=data, progress=progress)
+    stages["unlearn"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     eval_ids = retain_eval_subset(bundle, request.ids, retain_eval_size)
     retain_total = len(bundle.retain_indices(request.ids))
     log(f"l2ul: evaluating on D_f ({len(request.ids)}), D_r ({len(eval_ids)}"
         f"{' random' if len(eval_ids) < retain_total else ''}) and D_test ({bundle.n_test})")
     metrics, per_inst, per_class = evaluate_request(net, result, bundle, request, eval_ids, seed=seed)
+    stages["evaluation"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     rep = _report(result=result, cfg=cfg, bundle=bundle, dataset_spec=dataset, request=request, inputs=inputs,
                   input_sha=input_sha, model=net, metrics=metrics, per_inst=per_inst, eval_ids=eval_ids,
                   retain_total=retain_total, argv=argv)
     rep["per_class_test"] = per_class
     rep["thumbnails"] = report_thumbnails(xf, [r["id"] for r in per_inst])
+    stages["report"] = time.perf_counter() - t0
+    # the request's wall time by stage (the unlearning's own parts are in timings_s); publishing is after
+    rep["request_timings_s"] = {**stages, "total_before_publish": sum(stages.values())}
+    t0 = time.perf_counter()
     write_model = result.converged or (keep_unconverged and result.status != "diverged")
     model_path = _publish(result.model if write_model else None, out, rep, report_path)
+    stages["publish"] = time.perf_counter() - t0
     return RequestOutcome(result=result, metrics=metrics, report=rep, report_path=report_path,
-                          model_path=model_path, per_instance=per_inst)
+                          model_path=model_path, per_instance=per_inst, timings=stages)
 
 
 def _publish(model: Optional[nn.Module], out: Path, report: Dict[str, Any], report_path: Path) -> Optional[Path]:

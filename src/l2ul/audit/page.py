@@ -370,6 +370,10 @@ def _provenance(report: Mapping[str, Any]) -> str:
     if timings:
         out += "<h3>Time per phase</h3>" + _table(
             ["phase", "seconds"], [[e(k), fixed(v, 2)] for k, v in timings.items()], numeric=(1,))
+    stages = d(report.get("request_timings_s"))
+    if stages:
+        out += "<h3>Time per stage of the request</h3>" + _table(
+            ["stage", "seconds"], [[e(k), fixed(v, 2)] for k, v in stages.items()], numeric=(1,))
     phases = [p for p in lst(report.get("phases")) if isinstance(p, Mapping)]
     if phases:
         out += "<h3>Phases</h3>" + _table(
