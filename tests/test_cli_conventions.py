@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from _cli_helpers import FAST, pretrain_digits, run
+from _cli_helpers import FAST, assert_user_error, pretrain_digits, run
+from l2ul.cli import build_parser
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +113,116 @@ def test_unlearn_prints_the_verdict_first(capsys, base, tmp_path):
                     "original batch-norm statistics")
     m = report["metrics"]
     assert cost.startswith(f"cost: D_r {100 * m['acc_retain_before']:.1f}% -> {100 * m['acc_retain']:.1f}% (")
+
+
+# ----------------------------------------------------------------------------------- one set of conventions
+def test_every_command_shows_its_defaults_in_its_help():
+    from l2ul.cli._conventions import HelpFormatter
+
+    subs = subcommands(build_parser())
+    assert all(sp.formatter_class is HelpFormatter for sp in subs.values())
+    flat = {name: " ".join(sp.format_help().split()) for name, sp in subs.items()}
+    assert "--seed SEED seed of the initialisation and the batch order (default: 0)" in flat["pretrain"]
+    assert "--seed SEED seed of the request (which 8 instances) and the runs (default: 0)" in flat["demo"]
+    assert "(default: info)" in flat["unlearn"] and "(default: None)" not in flat["unlearn"]
+    for name, sp in subs.items():  # every option with a default says it
+        for a in sp._actions:
+            d = a.default
+            if a.option_strings and d not in (None, argparse.SUPPRESS) and not isinstance(d, bool):
+                assert "default" in HelpFormatter(name)._get_help_string(a), (name, a.option_strings)
+
+
+def test_quiet_and_no_progress_are_one_flag_wherever_progress_is_drawn():
+    subs = subcommands(build_parser())
+    common = {"unlearn": ["--model", "m", "--forget-ids", "3", "--out", "o"], "pretrain": ["--arch", "a", "--out", "o"],
+              "bench": ["--out", "o"]}
+    for name, argv in common.items():
+        for flag in ("--quiet", "--no-progress"):
+            assert subs[name].parse_args(argv + [flag]).no_progress is True, (name, flag)
+        assert subs[name].parse_args(argv).no_progress is False
+
+
+def test_one_name_for_an_output_and_a_report_across_commands():
+    subs = subcommands(build_parser())
+    assert subs["demo"].parse_args(["--out", "d"]).out_dir == "d" == subs["demo"].parse_args(["--out-dir", "d"]).out_dir
+    assert subs["evaluate"].parse_args(["--report", "r.json"]).json == "r.json"
+    assert subs["evaluate"].parse_args(["--json", "r.json"]).json == "r.json"
+    assert subs["bench"].parse_args(["--out", "o"]).dataset == "digits"  # the same default dataset everywhere
+
+
+def test_an_unknown_flag_points_to_the_commands_help(capsys):
+    rc, _, err = run(capsys, "unlearn", "--model", "m", "--forget-ids", "3", "--out", "o", "--max-stesp", "3")
+    assert_user_error(rc, err, "unrecognized arguments: --max-stesp 3", "did you mean --max-steps?",
+                      "(see `l2ul unlearn --help`)")
+    rc, _, err = run(capsys, "--bogus")
+    assert_user_error(rc, err, "unrecognized arguments: --bogus", "(see `l2ul --help`)")
+
+
+def test_every_command_a_text_names_exists():
+    """`l2ul X` in the sources, the README and the docs names a command that exists."""
+    import re
+
+    import l2ul
+    from l2ul.cli import _COMMANDS
+
+    root = Path(l2ul.__file__).parent
+    files = [*root.rglob("*.py"), *(root.parents[1] / "docs").glob("*.md"), root.parents[1] / "README.md",
+             root.parents[1] / "ARCHITECTURE.md"]
+    named = {(f.name, m) for f in files if f.is_file()
+             for m in re.findall(r"`l2ul ([a-z][a-z_-]*)", f.read_text(encoding="utf-8"))}
+    assert {m for _, m in named} >= {"unlearn", "info"}
+    assert not [(f, m) for f, m in named if m not in _COMMANDS]
+
+
+def test_log_levels(capsys, base):
+    argv = ["evaluate", "--model", base, "--retain-eval-size", "50"]
+    rc, out, err = run(capsys, *argv)
+    assert rc == 0 and "l2ul: evaluating on D_r (50 remaining instances) and D_test (360)" in err, err
+    assert "D_test" in out
+    rc, out, err = run(capsys, "--log-level", "warning", *argv)
+    assert rc == 0 and err == "" and "D_test" in out
+    for verbose in (["-v", *argv], [*argv, "--log-level", "DEBUG"]):
+        rc, _, err = run(capsys, *verbose)
+        assert rc == 0 and f"l2ul {' '.join(map(str, verbose))}" in err
+
+
+# ------------------------------------------------------------------------------------------- --config FILE
+def _config(tmp_path, argv):
+    from l2ul.cli._options import config_from_args
+
+    args = subcommands(build_parser())["unlearn"].parse_args(
+        ["--model", "m", "--forget-ids", "3", "--out", "o", *map(str, argv)])
+    return config_from_args(args, seed=args.seed)
+
+
+def test_a_config_file_sets_fields_and_the_flags_override_it(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('pgd_eps = 0.5\nmax_steps = 20\nbn = "freeze"\nlr = 0.01\n')
+    cfg, name = _config(tmp_path, ["--config", toml, "--max-steps", "30"])
+    assert (cfg.pgd_eps, cfg.max_steps, cfg.bn, cfg.lr) == (0.5, 30, "freeze", 0.01) and name == "default + run.toml + overrides"
+    cfg, name = _config(tmp_path, ["--config", toml, "--preset", "cifar10-resnet18"])
+    assert cfg.pgd_eps == 0.5 and cfg.adv_per_instance == 20 and name == "cifar10-resnet18 + run.toml"
+    yaml = tmp_path / "run.yaml"
+    yaml.write_text("pgd_eps: 0.25\nforget_loss: nearest\n")
+    pytest.importorskip("yaml")
+    cfg, name = _config(tmp_path, ["--config", yaml])
+    assert (cfg.pgd_eps, cfg.forget_loss) == (0.25, "nearest") and name == "default + run.yaml"
+    cfg, _ = _config(tmp_path, [])
+    from l2ul.config import UnlearnConfig
+
+    assert cfg == UnlearnConfig()
+
+
+@pytest.mark.parametrize("text, words", [
+    ("pgd_epz = 0.5\n", ["unknown config key(s) pgd_epz", "pgd_eps"]),
+    ("lr = -1.0\n", ["bad.toml: ", "lr"]),
+    ("seed = 3\n", ["--seed"]),
+    ("lr = \n", ["not valid TOML"]),
+])
+def test_a_bad_config_file_is_one_line(capsys, base, tmp_path, text, words):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    out = tmp_path / "o.safetensors"
+    rc, stdout, err = run(capsys, "unlearn", "--model", base, "--forget-ids", "3", "--out", out, "--config", bad)
+    assert_user_error(rc, err, *words)
+    assert "set with --" not in err and stdout == "" and not out.exists()

@@ -3,29 +3,50 @@
 >>> import l2ul
 >>> result = l2ul.unlearn(model, forget_images, forget_labels, method="l2ul")
 >>> result.converged, result.steps, result.timings
+
+The public names below are imported on first use (a module ``__getattr__``, PEP 562): ``import l2ul`` and
+``l2ul --help`` do not import torch; ``l2ul.unlearn`` and the rest load their module when first read.
 """
+from __future__ import annotations
+
+import importlib
+from typing import Any, Dict, List
+
 __version__ = "0.3.0"
 
-from . import proxy, synthesis  # noqa: E402,F401  (l2ul.proxy.load_proxy, l2ul.synthesis)
-from .attacks import AdversarialSet, TargetedL2PGD, generate_adversarial_set, random_other_labels
-from .config import PRESETS, UnlearnConfig
-from .data import DatasetBundle, load_dataset
-from .engine import UnlearnResult, resolve_device, unlearn
-from .errors import ConfigError, DataError, L2ULError, ModelFileError, RequestError
-from .importance import mas_importance, normalize_importance
-from .methods import UnlearningMethod, get_method, list_methods, register_method
-from .models import NormalizedClassifier, create_model, list_models, register_model
-from .models.io import import_state_dict, load_model, save_model
-from .pipeline import RequestOutcome, run_request
-from .requests import DeletionRequest
+#: public name -> the module (relative to l2ul) that defines it; ``None``: the name is that submodule
+_EXPORTS: Dict[str, Any] = {
+    "unlearn": "engine", "UnlearnResult": "engine", "resolve_device": "engine",
+    "UnlearnConfig": "config", "PRESETS": "config",
+    "TargetedL2PGD": "attacks", "AdversarialSet": "attacks", "generate_adversarial_set": "attacks",
+    "random_other_labels": "attacks",
+    "mas_importance": "importance", "normalize_importance": "importance",
+    "UnlearningMethod": "methods", "get_method": "methods", "list_methods": "methods",
+    "register_method": "methods",
+    "NormalizedClassifier": "models", "create_model": "models", "list_models": "models",
+    "register_model": "models",
+    "load_model": "models.io", "save_model": "models.io", "import_state_dict": "models.io",
+    "DatasetBundle": "data", "load_dataset": "data", "DeletionRequest": "requests",
+    "L2ULError": "errors", "ConfigError": "errors", "DataError": "errors", "ModelFileError": "errors",
+    "RequestError": "errors",
+    "run_request": "pipeline", "RequestOutcome": "pipeline",
+    "proxy": None, "synthesis": None,
+}
 
-__all__ = [
-    "__version__", "unlearn", "UnlearnConfig", "UnlearnResult", "PRESETS", "resolve_device",
-    "TargetedL2PGD", "AdversarialSet", "generate_adversarial_set", "random_other_labels",
-    "mas_importance", "normalize_importance",
-    "UnlearningMethod", "get_method", "list_methods", "register_method",
-    "NormalizedClassifier", "create_model", "list_models", "register_model", "load_model", "save_model",
-    "import_state_dict", "DatasetBundle", "load_dataset", "DeletionRequest",
-    "L2ULError", "ConfigError", "DataError", "ModelFileError", "RequestError", "run_request", "RequestOutcome",
-    "proxy", "synthesis",
-]
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'l2ul' has no attribute {name!r}")
+    where = _EXPORTS[name]
+    if where is None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value  # (read once: later reads find it in the module)
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -26,6 +26,7 @@ from ._common import (
     EXIT_USER_ERROR,
 )
 from ._common import eprint as _eprint
+from ._conventions import LOGGER, HelpFormatter, Parser, add_common_arguments, setup_logging
 from ._options import flag_of
 from .demo import demo_dir
 
@@ -39,13 +40,6 @@ class _Terminated(BaseException):
 
 def _on_sigterm(signum, frame):  # pragma: no cover - exercised through a subprocess
     raise _Terminated()
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument error is one line, like every other user error (argparse would print the whole usage)."""
-
-    def error(self, message: str):
-        self.exit(EXIT_USER_ERROR, f"l2ul: error: {message} (see `{self.prog} --help`)\n")
 
 
 #: command -> (module, help, description)
@@ -77,19 +71,28 @@ _COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = _Parser(prog="l2ul", description="Instance-wise machine unlearning of pre-trained "
-                                              "image classifiers (L2UL, Cha et al., AAAI 2024).")
+    parser = Parser(prog="l2ul", formatter_class=HelpFormatter,
+                    description="Instance-wise machine unlearning of pre-trained image classifiers (L2UL, Cha et "
+                                "al., AAAI 2024). Messages go to stderr (-v for more, --log-level warning for "
+                                "fewer), results to stdout.")
     parser.add_argument("--version", action="version", version=f"l2ul {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    add_common_arguments(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    # --debug is also accepted after the command (SUPPRESS: an absent flag leaves the top-level value alone)
+    # the common flags are also accepted after the command
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show tracebacks for errors")
+    add_common_arguments(common, top=False)
     for name, (module, help_, description) in _COMMANDS.items():
-        p = sub.add_parser(name, parents=[common], help=help_, description=description)
+        p = sub.add_parser(name, parents=[common], help=help_, description=description,
+                           formatter_class=HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(func=getattr(module, f"cmd_{name}"))
+    return parser
+
+
+def _subparser(parser: argparse.ArgumentParser, command: Optional[str]) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
     return parser
 
 
@@ -113,7 +116,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            _subparser(parser, getattr(args, "command", None)).unknown(extra)
     except KeyboardInterrupt:
         _eprint("l2ul: interrupted")
         return EXIT_INTERRUPTED
@@ -124,6 +129,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USER_ERROR
     args.argv = argv
     debug = bool(getattr(args, "debug", False))
+    setup_logging(args)
+    LOGGER.debug(f"l2ul {' '.join(argv)}")
     from ..errors import L2ULError
 
     previous = None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Iterable, Optional, Tuple
 
 
@@ -32,6 +33,17 @@ def count_arg(text: str) -> int:
     return v
 
 
+def method_arg(text: str) -> str:
+    """``--method``: a registered method (checked when the flag is parsed, so that building the parser and
+    ``--help`` import no method, hence no torch)."""
+    from ..methods import list_methods
+
+    names = list_methods()
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(map(repr, names))})")
+    return text
+
+
 def flag_of(field_name: str) -> str:
     """``pgd_eps`` -> ``--pgd-eps``."""
     return "--" + field_name.replace("_", "-")
@@ -45,6 +57,10 @@ def add_config_arguments(p: argparse.ArgumentParser, *, exclude: Iterable[str] =
     groups = {}
     head = p.add_argument_group("unlearning hyperparameters (default: the paper's CIFAR-10 recipe)")
     head.add_argument("--preset", choices=sorted(PRESETS), help="the paper's hyperparameters for a setting")
+    head.add_argument("--config", metavar="FILE",
+                      help="a TOML file (or YAML, with pyyaml installed) of hyperparameters: keys are the names of "
+                           "the flags below with _ for - (pgd_eps = 0.5); it overrides --preset, and the flags "
+                           "given override it")
     for f in config_fields():
         m = f.metadata
         if not m["flag"] or f.name in exclude:
@@ -61,20 +77,26 @@ def add_config_arguments(p: argparse.ArgumentParser, *, exclude: Iterable[str] =
 
 
 def config_from_args(args, *, seed: Optional[int] = None) -> Tuple["UnlearnConfig", str]:  # noqa: F821
-    """The config the flags describe (preset, then explicit flags) and a short name for reports
-    (``default``, ``<preset>``, ``... + overrides``)."""
+    """The config the flags describe (preset, then the ``--config`` file, then explicit flags) and a short name
+    for reports (``default``, ``<preset>``, ``... + <file name>``, ``... + overrides``)."""
     from ..config import UnlearnConfig, config_fields
+    from ..errors import ConfigError
+    from ._config_file import read_config_file
 
     overrides = {f.name: getattr(args, f.name) for f in config_fields()
                  if f.metadata["flag"] and getattr(args, f.name, None) is not None}
-    name = getattr(args, "preset", None) or "default"
+    preset, path = getattr(args, "preset", None), getattr(args, "config", None)
+    from_file = read_config_file(path) if path else {}
+    parts = [preset or "default"] + ([Path(path).name] if path else [])
     if any(k != "device" for k in overrides):
-        name += " + overrides"
+        parts.append("overrides")
     if seed is not None:
         overrides["seed"] = seed
-    preset = getattr(args, "preset", None)
-    cfg = UnlearnConfig.from_preset(preset, **overrides) if preset else UnlearnConfig(**overrides)
-    return cfg, name
+    try:
+        cfg = UnlearnConfig.from_preset(preset, **from_file) if preset else UnlearnConfig(**from_file)
+    except ConfigError as e:  # a value of the file: no flag to name
+        raise ConfigError(f"{path}: {e}") from None
+    return cfg.replace(**overrides), " + ".join(parts)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -87,13 +109,17 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="class count for --arch (default: inferred from the checkpoint's final layer)")
 
 
-def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits") -> None:
-    from ..data import describe_specs
+#: example dataset specs named in the ``--dataset`` help (a test keeps them registered); the help names no full
+#: list because the registry is filled by modules that import torch, and ``--help`` must not
+DATASET_EXAMPLES = ("digits", "cifar10", "cifar100", "fashion-mnist", "npz:PATH", "imagefolder:PATH",
+                    "imagenet:PATH", "utkface:PATH")
 
+
+def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits") -> None:
     g = p.add_argument_group("data")
-    names = " | ".join(line.split()[0] for line in describe_specs().splitlines() if line.strip())
     g.add_argument("--dataset", default=default, required=default is None, metavar="SPEC",
-                   help=f"{names}" + (" (default: %(default)s)" if default else ""))
+                   help=f"dataset spec: {', '.join(DATASET_EXAMPLES)}, ... (`l2ul info` lists them all)"
+                        + (" (default: %(default)s)" if default else ""))
     g.add_argument("--data-dir", metavar="DIR", help="where torchvision datasets live / are downloaded")
     g.add_argument("--download", action="store_true", help="download a torchvision dataset if missing (internet)")
 

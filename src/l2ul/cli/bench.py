@@ -3,7 +3,13 @@ from __future__ import annotations
 
 from typing import List
 
+from ._conventions import LOGGER, add_progress_arguments, info, progress_of
 from ._options import add_config_arguments, add_data_args, add_model_args, config_from_args, load_model_from_args
+
+#: ``l2ul.bench.DEFAULT_METHODS`` and ``DEFAULT_KS`` as the help prints them: importing ``l2ul.bench`` imports
+#: torch, which ``--help`` must not; a test keeps these equal to the bench's own
+HELP_DEFAULT_METHODS = "neggrad,adv,l2ul,oracle"
+HELP_DEFAULT_KS = "1,8,16,32,64,128"
 
 
 def _csv_ints(text: str, what: str) -> List[int]:
@@ -17,15 +23,13 @@ def _csv_ints(text: str, what: str) -> List[int]:
 
 def add_arguments(parser) -> None:
     """Options of ``l2ul bench`` (an ``argparse`` parser or sub-parser)."""
-    from ..bench import DEFAULT_KS, DEFAULT_METHODS
-
     add_model_args(parser)
-    add_data_args(parser, default=None)
+    add_data_args(parser)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for file-based datasets (default 0)")
     grid = parser.add_argument_group("grid")
-    grid.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma list (default %(default)s)")
-    grid.add_argument("--k", default=None, help="comma list of forget-set sizes (default "
-                      f"{','.join(map(str, DEFAULT_KS))}; continual mode: one value, default 16)")
+    grid.add_argument("--methods", default=None, help=f"comma list (default {HELP_DEFAULT_METHODS})")
+    grid.add_argument("--k", default=None, help=f"comma list of forget-set sizes (default {HELP_DEFAULT_KS}; "
+                      "continual mode: one value, default 16)")
     grid.add_argument("--seeds", default="0", help="comma list of seeds (default %(default)s; continual: first one)")
     grid.add_argument("--requests", type=int, default=None, metavar="R",
                       help="continual mode: R successive requests of --k instances on the same model")
@@ -43,18 +47,18 @@ def add_arguments(parser) -> None:
     ev.add_argument("--mia-attack", choices=("svc", "logistic"), default="svc",
                     help="MIA attack classifier (default svc, as in the literature)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (resumes if it holds a run)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_arguments(parser)
 
 
 def cmd_bench(args) -> int:
     """Run ``l2ul bench`` from parsed arguments (see :func:`add_arguments`)."""
-    from ..bench import DEFAULT_KS, resolve_methods, run_bench, run_continual
+    from ..bench import DEFAULT_KS, DEFAULT_METHODS, resolve_methods, run_bench, run_continual
     from ..data import load_dataset
     from ..errors import ConfigError
     from ..loading import check_fit
 
     config, config_name = config_from_args(args)
-    methods = resolve_methods(args.methods)
+    methods = resolve_methods(DEFAULT_METHODS if args.methods is None else args.methods)
     seeds = _csv_ints(args.seeds, "--seeds")
     continual = args.requests is not None
     ks = ([16] if continual else list(DEFAULT_KS)) if args.k is None else _csv_ints(args.k, "--k")
@@ -66,12 +70,12 @@ def cmd_bench(args) -> int:
     bundle = load_dataset(args.dataset, data_dir=args.data_dir, download=getattr(args, "download", False))
     check_fit(model, bundle)
     common = dict(methods=methods, config=config, out_dir=args.out, retain_eval_size=args.retain_eval_size,
-                  oracle_pool_size=args.oracle_pool_size, progress=not getattr(args, "no_progress", False),
-                  log=print, config_name=config_name, num_workers=getattr(args, "workers", 0),
+                  oracle_pool_size=args.oracle_pool_size, progress=progress_of(args),
+                  log=info, config_name=config_name, num_workers=getattr(args, "workers", 0),
                   proxy_test_split=args.proxy_test_split)
     if continual:
         if len(seeds) > 1:
-            print(f"continual mode uses one seed; using {seeds[0]}")
+            LOGGER.warning(f"l2ul: continual mode uses one seed; using {seeds[0]}")
         run_continual(model, bundle, requests=args.requests, k=ks[0], seed=seeds[0], **common)
     else:
         run_bench(model, bundle, ks=ks, seeds=seeds, mia_max_samples=args.mia_max_samples,

@@ -5,12 +5,13 @@ import os
 import time
 from pathlib import Path
 
-from ._common import eprint as _eprint
+from ._conventions import info
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out-dir", help=f"where models and the report go (default {demo_dir()})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the request (which 8 instances) and the runs")
+    p.add_argument("--out", "--out-dir", dest="out_dir", metavar="DIR",
+                   help=f"where models and the report go (default {demo_dir()})")
 
 
 def demo_dir() -> Path:
@@ -27,12 +28,12 @@ def _demo_model(out_dir: Path):
     bundle = load_dataset("digits")
     base = out_dir / "digits_small_cnn.safetensors"
     if base.exists():
-        _eprint(f"l2ul demo: reusing the cached digits classifier {base}")
+        info(f"l2ul demo: reusing the cached digits classifier {base}")
         return load_model(base), bundle, base
     from ..models import create_model
     from ..training import pretrain
 
-    _eprint("l2ul demo: training a small CNN on scikit-learn's digits (1437 train / 360 test images)")
+    info("l2ul demo: training a small CNN on scikit-learn's digits (1437 train / 360 test images)")
     torch.manual_seed(0)
     model = create_model("small_cnn", num_classes=10, class_names=bundle.class_names, in_channels=1)
     model = pretrain(model, bundle, recipe="quick", seed=0, progress=False, log=lambda *_: None).model
@@ -83,7 +84,7 @@ def _run_demo(args) -> int:
         # one deletion request per method, end to end: the same pipeline as `l2ul unlearn`
         o = run_request(model=model, dataset="digits", forget_ids=",".join(map(str, ids)), seed=args.seed,
                         method=method, config=cfg, out=out_dir / f"digits_small_cnn.{method}.safetensors",
-                        overwrite=True, retain_eval_size=0)
+                        overwrite=True, retain_eval_size=0, cache=False)  # nothing outside --out-dir
         m, r = o.metrics, o.result
         if not rows:
             rows.append({"model": "original", "steps": 0, "status": "-", "D_f": m["acc_forget_before"],

@@ -5,6 +5,7 @@ import datetime as _dt
 from typing import List
 
 from ._common import mia_caveat
+from ._conventions import info
 from ._options import add_data_args, add_model_args, add_request_args, load_model_from_args, model_inputs
 
 
@@ -17,9 +18,12 @@ def add_arguments(p) -> None:
     g.add_argument("--original-arch", metavar="NAME", help="or the architecture of a foreign checkpoint ...")
     g.add_argument("--original-weights", metavar="PATH", help="... and that checkpoint (loaded weights-only)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: automatic)")
-    p.add_argument("--retain-eval-size", type=int, default=10000, metavar="N", help="(0 = all; default %(default)s)")
-    p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--retain-eval-size", type=int, default=10000, metavar="N",
+                   help="measure D_r on the dataset's fixed sample of N training instances (the same for "
+                        "every request), less the request's (0 = all; default %(default)s)")
+    p.add_argument("--report", "--json", dest="json", metavar="FILE",
+                   help="also write the metrics as a JSON report (--json is the same flag)")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --report file")
 
 
 def _check_evaluate_inputs(args):
@@ -66,6 +70,8 @@ def cmd_evaluate(args) -> int:
 
         raise RequestError("--relabel-to needs the instances it applies to: add --forget-ids or --forget-random")
     eval_ids = retain_eval_subset(bundle, ids, args.retain_eval_size)
+    info("l2ul: evaluating on " + (f"D_f ({len(ids)}), " if ids else "") + f"D_r ({len(eval_ids)} remaining "
+         f"instances) and D_test ({bundle.n_test})" + (", the original model too" if original_given else ""))
     forget = bundle.stack_train(ids) if ids else bundle.stack_train(eval_ids[:1])
     common = dict(forget=forget, retain=bundle.train_subset(eval_ids), test=bundle.test, seed=args.seed,
                   mia_max_samples=5000, device=str(device))

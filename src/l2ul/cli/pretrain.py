@@ -1,6 +1,7 @@
 """``l2ul pretrain``: train a classifier with one of the paper's recipes."""
 from __future__ import annotations
 
+from ._conventions import add_progress_arguments, info, progress_of
 from ._options import add_data_args, seed_arg
 
 
@@ -8,15 +9,15 @@ def add_arguments(p) -> None:
     p.add_argument("--arch", required=True, help="architecture name (see `l2ul info`)")
     add_data_args(p)
     p.add_argument("--recipe", default="quick", help="cifar | utkface | quick (default: %(default)s)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--epochs", type=int, metavar="N", help="training epochs (default: the recipe's)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="batch size (default: the recipe's)")
+    p.add_argument("--lr", type=float, metavar="X", help="learning rate (default: the recipe's)")
+    p.add_argument("--weight-decay", type=float, metavar="X", help="weight decay (default: the recipe's)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the initialisation and the batch order")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: automatic)")
-    p.add_argument("--out", required=True, metavar="FILE")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the trained model")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --out")
+    add_progress_arguments(p)
 
 
 def cmd_pretrain(args) -> int:
@@ -35,6 +36,6 @@ def cmd_pretrain(args) -> int:
         result = pretrain_to_file(args.arch, args.dataset, args.out, recipe=args.recipe, epochs=args.epochs,
                                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                                   seed=args.seed, device=args.device, overwrite=args.overwrite,
-                                  data_dir=args.data_dir, progress=not args.quiet)
+                                  data_dir=args.data_dir, progress=progress_of(args), log=info)
     print(f"model: {args.out}  ({result.epochs} epochs, {result.seconds:.1f}s)")
     return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ._common import EXIT_DIVERGED, EXIT_NOT_CONVERGED, eprint, privacy_line
+from ._conventions import LOGGER, add_progress_arguments, info, progress_of
 from ._options import (
     add_config_arguments,
     add_data_args,
@@ -29,25 +30,28 @@ def add_arguments(p) -> None:
     add_config_arguments(p)
     g = p.add_argument_group("output")
     g.add_argument("--out", required=True, metavar="FILE", help="where to write the unlearned model")
-    g.add_argument("--report", metavar="FILE", help="report JSON (default: OUT.report.json)")
+    g.add_argument("--report", metavar="FILE", help="report JSON (default: OUT.report.json; the audit page goes "
+                                                   "beside it)")
     g.add_argument("--overwrite", action="store_true", help="allow replacing existing output files")
     g.add_argument("--keep-unconverged", action="store_true",
                    help="write the model even if the step budget ran out before the request was met")
     g.add_argument("--retain-eval-size", type=count_arg, default=10000, metavar="N",
-                   help="measure D_r on N random remaining instances (0 = all; default %(default)s)")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
+                   help="measure D_r on the dataset's fixed sample of N training instances (the same for "
+                        "every request), less the request's (0 = all; default %(default)s)")
+    add_progress_arguments(g)
 
 
 def cmd_unlearn(args) -> int:
     from ..pipeline import run_request
 
     cfg, _ = config_from_args(args, seed=args.seed)
+    LOGGER.debug(f"l2ul: config {cfg.to_dict()}")
     outcome = run_request(
         out=args.out, model=args.model, arch=args.arch, weights=args.weights, num_classes=args.num_classes,
         dataset=args.dataset, data_dir=args.data_dir, download=args.download, forget_ids=args.forget_ids,
         forget_random=args.forget_random, relabel_to=args.relabel_to, seed=args.seed, method=args.method,
         config=cfg, proxy=args.proxy_data, allow_training_proxy=args.allow_training_proxy, report=args.report, overwrite=args.overwrite, keep_unconverged=args.keep_unconverged,
-        retain_eval_size=args.retain_eval_size, progress=not args.quiet, log=eprint,
+        retain_eval_size=args.retain_eval_size, progress=progress_of(args), log=info,
         argv=getattr(args, "argv", None))
     _print_outcome(outcome, args)
     result = outcome.result
@@ -97,7 +101,7 @@ def _print_outcome(outcome, args) -> None:
         eprint(f"l2ul: error: unlearning diverged ({result.message}); no model was written; "
                "lower --lr (or use the default recipe)")
     elif not result.converged:
-        eprint(f"l2ul: unlearning did not converge ({result.message}); "
+        LOGGER.warning(f"l2ul: unlearning did not converge ({result.message}); "
                + ("the model was written anyway (--keep-unconverged)" if saved else
                   "no model was written (raise --max-steps, or pass --keep-unconverged to keep it anyway)"))
 
