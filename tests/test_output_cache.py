@@ -92,9 +92,23 @@ def test_a_request_is_bit_identical_with_the_cache_on_and_off(tmp_path, monkeypa
         if run == "warm":                                   # every output was read, none recomputed
             assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == written
     assert len(written) == 4                                # the teacher's + the original's on 3 splits
+    # another request on the same model: only its forget set is new; D_r is the same fixed sample less its
+    # instances, so the original's figures on it (and on D_test, and the teacher outputs) are read
+    monkeypatch.setenv("L2UL_CACHE", "1")
+    assert main(["unlearn", "--model", str(base), "--forget-ids", "5,6", "--proxy-data", f"npz:{proxy}",
+                 "--out", str(tmp_path / "other.safetensors"), *FAST]) == 0
+    now = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert len(now) == 5 and all(now[p] == t for p, t in written.items())
     assert _sha(outs["cold"]) == _sha(outs["warm"]) == _sha(outs["off"])
     reports = [json.loads(open(str(o) + ".report.json").read()) for o in outs.values()]
     assert reports[0]["metrics"] == reports[1]["metrics"] == reports[2]["metrics"]
+    other = json.loads(open(str(tmp_path / "other.safetensors") + ".report.json").read())
+    from l2ul import load_dataset
+    from l2ul.pipeline import retain_eval_sample
+
+    sample = set(retain_eval_sample(load_dataset("digits"), 300).tolist())
+    for rep, ids in ((reports[0], {3, 17, 42}), (other, {5, 6})):
+        assert rep["dataset"]["retain_eval_size"] == 300 - len(sample & ids)
     stages = reports[0]["request_timings_s"]                # the request's wall time, evaluation included
     assert set(stages) == {"load", "unlearn", "evaluation", "report", "total_before_publish"}
     assert stages["total_before_publish"] == pytest.approx(sum(v for k, v in stages.items() if k != "total_before_publish"))

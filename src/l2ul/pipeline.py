@@ -82,17 +82,26 @@ def machine(device=None) -> Dict[str, Any]:
     return {**machine_info(device), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 
 
-def retain_eval_subset(bundle, exclude: Sequence[int], size: int, seed: Optional[int] = None) -> np.ndarray:
-    """A fixed random subset (``size``; 0 = all) of the training data outside ``exclude``, drawn with
-    ``numpy.random.default_rng(seed)`` (default :data:`l2ul.evaluation.RETAIN_EVAL_SEED`)."""
+def retain_eval_sample(bundle, size: int, seed: Optional[int] = None) -> np.ndarray:
+    """The dataset's fixed D_r evaluation sample: ``size`` training indices (0, or at least the training set:
+    all of them) drawn with ``numpy.random.default_rng(seed)`` (default
+    :data:`l2ul.evaluation.RETAIN_EVAL_SEED`), ascending. It is the same for every request on the dataset,
+    so the original model's figures on it are computed once (:mod:`l2ul.output_cache`) and every request's
+    "before" D_r is measured on the same images."""
     from .evaluation import RETAIN_EVAL_SEED
 
     _check_retain_eval_size(size)
-    pool = bundle.retain_indices(list(exclude))
-    if size and size < len(pool):
-        rng = np.random.default_rng(RETAIN_EVAL_SEED if seed is None else seed)
-        pool = np.sort(rng.choice(pool, size, replace=False))
-    return pool
+    if not size or size >= bundle.n_train:
+        return np.arange(bundle.n_train)
+    rng = np.random.default_rng(RETAIN_EVAL_SEED if seed is None else seed)
+    return np.sort(rng.choice(bundle.n_train, size, replace=False))
+
+
+def retain_eval_subset(bundle, exclude: Sequence[int], size: int, seed: Optional[int] = None) -> np.ndarray:
+    """A request's D_r evaluation subset: the fixed sample (:func:`retain_eval_sample`) less ``exclude``
+    (the request's instances)."""
+    sample = retain_eval_sample(bundle, size, seed)
+    return sample[~np.isin(sample, np.asarray(list(exclude), dtype=np.int64))]
 
 
 def method_data(method, bundle, request_ids: Sequence[int], *, proxy: Optional[str] = None,
@@ -126,7 +135,8 @@ def method_data(method, bundle, request_ids: Sequence[int], *, proxy: Optional[s
 
 
 def evaluate_request(original: nn.Module, result, bundle, request, eval_ids: np.ndarray, *, seed: int,
-                     mia_max_samples: Optional[int] = 5000):
+                     mia_max_samples: Optional[int] = 5000, eval_sample: Optional[np.ndarray] = None,
+                     cache: Optional[bool] = None):
     """Metrics before and after on D_f, the D_r subset ``eval_ids`` and D_test; the per-instance outcome, with
     its membership percentiles (:func:`l2ul.membership.add_membership_evidence`); the per-class D_test accuracy
     (:func:`l2ul.audit.per_class_accuracy`). The original's outputs come from :mod:`l2ul.output_cache`. A diverged result is measured only on the original (its figures
@@ -140,9 +150,14 @@ def evaluate_request(original: nn.Module, result, bundle, request, eval_ids: np.
     ids = [bundle.train_ids[i] for i in request.ids]
     data = dict(forget=(xf, yf), retain=bundle.train_subset(eval_ids), test=bundle.test, seed=seed,
                 device=result.device, mia_max_samples=mia_max_samples)
-    # the original's outputs are the same for every request on this model and data: from the outputs cache
-    before = evaluate_model({s: cached_predict(original, data[s], device=result.device) for s in SPLITS},
-                            seed=seed, mia_max_samples=mia_max_samples)
+    # the original's outputs are the same for every request on this model and data: from the outputs cache,
+    # on the whole fixed D_r sample (``eval_sample``, of which ``eval_ids`` is the request's part)
+    whole = {"retain": bundle.train_subset(eval_sample)} if eval_sample is not None else {}
+    preds = {s: cached_predict(original, whole.get(s, data[s]), device=result.device, enabled=cache)
+             for s in SPLITS}
+    if eval_sample is not None:
+        preds["retain"] = preds["retain"].subset(np.searchsorted(eval_sample, eval_ids))
+    before = evaluate_model(preds, seed=seed, mia_max_samples=mia_max_samples)
     after = None
     if result.status != "diverged":
         after = predict_splits(result.model, forget=data["forget"], retain=data["retain"], test=data["test"],
@@ -255,8 +270,8 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
                 method: str = "repair", config: Optional[UnlearnConfig] = None, report: Optional[str] = None,
                 proxy: Optional[str] = None, allow_training_proxy: bool = False,
                 overwrite: bool = False, keep_unconverged: bool = False, retain_eval_size: int = 10000,
-                progress: bool = False, log: Optional[Log] = None, argv: Optional[Sequence[str]] = None
-                ) -> RequestOutcome:
+                progress: bool = False, log: Optional[Log] = None, argv: Optional[Sequence[str]] = None,
+                cache: Optional[bool] = None) -> RequestOutcome:
     """Honour one deletion request end to end and publish the unlearned model with its audit report.
 
     ``model``: an l2ul model file (or an ``nn.Module`` already loaded), or ``arch`` + ``weights`` for a foreign
@@ -266,7 +281,9 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     (``npz:PATH``, ``imagefolder:PATH``; data-free without one), refused if it overlaps the training split
     unless ``allow_training_proxy``. ``config``'s seed is replaced by ``seed``. ``out``: the model file; ``report``: its JSON report
     (default ``OUT.report.json``). The model is written only if the run converged (or ``keep_unconverged``
-    and it did not diverge); the report always. ``log``: called with progress lines.
+    and it did not diverge); the report always. ``log``: called with progress lines. ``cache``: whether the
+    original model's figures may come from (and go to) the outputs cache (:mod:`l2ul.output_cache`;
+    default: unless ``$L2UL_CACHE=0``).
 
     Before any work it raises a one-line :class:`~l2ul.errors.L2ULError` for a bad setting (seed, device,
     ``retain_eval_size``), a damaged or unusable input (:func:`check_inputs`), an output that is an input,
@@ -290,12 +307,13 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
             num_classes=num_classes, dataset=dataset, data_dir=data_dir, download=download, forget_ids=forget_ids,
             forget_random=forget_random, relabel_to=relabel_to, seed=seed, method=method, config=config,
             proxy=proxy, allow_training_proxy=allow_training_proxy, keep_unconverged=keep_unconverged,
-            retain_eval_size=retain_eval_size, progress=progress, log=log, argv=argv)
+            retain_eval_size=retain_eval_size, progress=progress, log=log, argv=argv, cache=cache)
 
 
 def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], model, arch, weights, num_classes, dataset,
                  data_dir, download, forget_ids, forget_random, relabel_to, seed, method, config, proxy,
-                 allow_training_proxy, keep_unconverged, retain_eval_size, progress, log, argv) -> RequestOutcome:
+                 allow_training_proxy, keep_unconverged, retain_eval_size, progress, log, argv,
+                 cache) -> RequestOutcome:
     """:func:`run_request` once its outputs are claimed."""
     from .audit import report_thumbnails
     from .data import load_dataset
@@ -328,11 +346,13 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], model, arch
                      data=data, progress=progress)
     stages["unlearn"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    eval_sample = retain_eval_sample(bundle, retain_eval_size)
     eval_ids = retain_eval_subset(bundle, request.ids, retain_eval_size)
     retain_total = len(bundle.retain_indices(request.ids))
     log(f"l2ul: evaluating on D_f ({len(request.ids)}), D_r ({len(eval_ids)}"
         f"{' random' if len(eval_ids) < retain_total else ''}) and D_test ({bundle.n_test})")
-    metrics, per_inst, per_class = evaluate_request(net, result, bundle, request, eval_ids, seed=seed)
+    metrics, per_inst, per_class = evaluate_request(net, result, bundle, request, eval_ids, seed=seed,
+                                                    eval_sample=eval_sample, cache=cache)
     stages["evaluation"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rep = _report(result=result, cfg=cfg, bundle=bundle, dataset_spec=dataset, request=request, inputs=inputs,
