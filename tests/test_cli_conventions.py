@@ -226,3 +226,17 @@ def test_a_bad_config_file_is_one_line(capsys, base, tmp_path, text, words):
     rc, stdout, err = run(capsys, "unlearn", "--model", base, "--forget-ids", "3", "--out", out, "--config", bad)
     assert_user_error(rc, err, *words)
     assert "set with --" not in err and stdout == "" and not out.exists()
+
+
+def test_one_instance_reads_as_one():
+    from l2ul.cli.unlearn import verdict
+
+    assert verdict(_outcome(labels=[3], preds=[1])).startswith("verdict: HOLDS: the instance is no longer predicted")
+    assert "0 of 1 instance is no longer" in verdict(_outcome("budget_exhausted", labels=[3], preds=[3]))
+
+
+def test_a_closed_stdout_is_not_an_error():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(f"'{sys.executable}' -m l2ul info | head -1", shell=True, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.stdout == "methods:\n" and proc.stderr == ""

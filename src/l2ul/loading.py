@@ -4,7 +4,8 @@
 foreign checkpoint loaded into a registered architecture (``arch=NAME, weights=PATH``).
 :func:`check_fit` is the one check that a model accepts a dataset's images and has its class count; it
 runs before any work starts, so a mismatch is a one-line :class:`~l2ul.errors.DataError`, not a failure
-deep inside training or unlearning.
+deep inside training or unlearning. :func:`adopt_class_names` gives a model without class names (a foreign
+checkpoint) those of the dataset it fits, so the files written from it carry them.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .evaluation import predict
 from .models import NormalizedClassifier
 from .models.io import import_state_dict, load_model
 
-__all__ = ["load_model_from", "check_fit"]
+__all__ = ["load_model_from", "check_fit", "adopt_class_names"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -97,3 +98,17 @@ def check_fit(model: nn.Module, bundle: DatasetBundle,
         raise DataError(f"the model has {n} classes but the dataset {bundle.name} has {bundle.num_classes}; "
                         f"use a model trained on this dataset (one with num_classes={bundle.num_classes})")
     return n
+
+
+def adopt_class_names(model: nn.Module, bundle: DatasetBundle) -> bool:
+    """Give an l2ul model that has no class names (one imported from a foreign checkpoint) the dataset's, one
+    per class, in the model's metadata (what :func:`l2ul.models.save_model` writes); call it after
+    :func:`check_fit`. A model with names of its own keeps them. Returns whether names were adopted."""
+    meta = getattr(model, "l2ul_meta", None)
+    names = bundle.class_names
+    if not isinstance(meta, dict) or meta.get("class_names") is not None or not names:
+        return False
+    if len(names) != meta.get("num_classes", len(names)):
+        return False
+    meta["class_names"] = [str(c) for c in names]
+    return True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from typing import Optional, Sequence
@@ -32,6 +33,9 @@ from .demo import demo_dir
 
 __all__ = ["main", "build_parser", "demo_dir", "EXIT_USER_ERROR", "EXIT_NOT_CONVERGED", "EXIT_DIVERGED",
            "EXIT_INTERRUPTED", "EXIT_TERMINATED"]
+
+
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE, as a shell reports a command whose reader exited
 
 
 class _Terminated(BaseException):
@@ -149,6 +153,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except _Terminated:
         _eprint(f"l2ul: terminated; {_interrupt_note(args)}")
         return EXIT_TERMINATED
+    except BrokenPipeError:  # the reader of stdout went away (`l2ul info | head -1`): not a failure to report
+        with contextlib.suppress(OSError):  # (and Python's own flush at exit must not fail again)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except OSError as e:  # a missing, unreadable or unwritable file or folder
         if debug:
             raise

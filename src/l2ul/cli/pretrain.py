@@ -36,6 +36,7 @@ def cmd_pretrain(args) -> int:
         result = pretrain_to_file(args.arch, args.dataset, args.out, recipe=args.recipe, epochs=args.epochs,
                                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                                   seed=args.seed, device=args.device, overwrite=args.overwrite,
-                                  data_dir=args.data_dir, progress=progress_of(args), log=info)
+                                  data_dir=args.data_dir, download=args.download, progress=progress_of(args),
+                                  log=info)
     print(f"model: {args.out}  ({result.epochs} epochs, {result.seconds:.1f}s)")
     return 0

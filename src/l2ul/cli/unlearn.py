@@ -78,16 +78,17 @@ def verdict(outcome) -> str:
     what = "predicted as their target" if relabel else "no longer predicted as their label"
     written = "the model was written anyway (--keep-unconverged)" if saved else "no model was written"
     score = result.score_with_original_bn_stats
+    every = "the instance is" if k == 1 else f"all {k} instances are"
     if not result.converged:
-        head = f"INCOMPLETE: {ok} of {k} instances are {what} when the step budget ran out; {written}"
+        head = f"INCOMPLETE: {ok} of {k} {'instance is' if k == 1 else 'instances are'} {what} when the step budget ran out; {written}"
     elif result.holds_with_original_bn_stats is False:
         back = round((1 - score) * k) if relabel else round(score * k)
-        head = (f"DOES NOT HOLD: all {k} instances are {what}, but with the original batch-norm statistics "
+        head = (f"DOES NOT HOLD: {every} {what}, but with the original batch-norm statistics "
                 f"{back} of {k} would be back: the forgetting lives in drifted statistics, not in the weights")
     else:
         also = ("also with the original batch-norm statistics" if score is not None
                 else "(the model has no batch-norm statistics)")
-        head = f"HOLDS: all {k} instances are {what}, {also}"
+        head = f"HOLDS: {every} {what}, {also}"
     m = outcome.metrics
     return f"verdict: {head}\ncost: D_r {_points(m, 'retain')}; D_test {_points(m, 'test')}"
 
