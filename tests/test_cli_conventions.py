@@ -240,3 +240,24 @@ def test_a_closed_stdout_is_not_an_error():
     proc = subprocess.run(f"'{sys.executable}' -m l2ul info | head -1", shell=True, capture_output=True, text=True,
                           timeout=120, env=env)
     assert proc.stdout == "methods:\n" and proc.stderr == ""
+
+
+def test_the_readme_commands_parse():
+    """Every `l2ul ...` command line in the README's shell blocks is one the CLI accepts (flags, values)."""
+    import re
+    import shlex
+
+    import l2ul
+
+    readme = (Path(l2ul.__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+    lines = [line.split("#", 1)[0] for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    commands = [part.strip()[len("l2ul "):] for line in lines for part in line.split("&&")
+                if part.strip().startswith("l2ul ")]
+    assert "demo" in commands and sum(c.startswith("unlearn") for c in commands) >= 2
+    for command in commands:
+        try:
+            args, extra = build_parser().parse_known_args(shlex.split(command))
+        except SystemExit as e:
+            raise AssertionError(f"README: `l2ul {command}` does not parse") from e
+        assert not extra and args.command, command
