@@ -113,7 +113,7 @@ def test_unlearn_forget_ids_list_l2ul(capsys, base, tmp_path):
     assert report["adversarial_success"] is not None
     assert 0.0 <= report["score_with_original_bn_stats"] <= 1.0       # small_cnn has batch norm, bn=train
     assert report["holds_with_original_bn_stats"] == (report["score_with_original_bn_stats"] == 0.0)
-    assert "D_f (forget)" in stdout and "D_r (remaining)" in stdout and "D_test" in stdout
+    assert "D_f (%)" in stdout and "D_r (%)" in stdout and "D_test (%)" in stdout   # registered labels
     assert "converged" in stdout and str(out) in stdout
     assert "MIA efficacy (share of D_f judged non-member)" in stdout and "loss AUC" in stdout
     assert "Traceback" not in stderr
@@ -185,8 +185,9 @@ def test_evaluate_prints_table_and_writes_json(capsys, base, tmp_path):
     rc, stdout, stderr = run(capsys, "evaluate", "--model", base, "--forget-ids", "3,17,42", "--json", js,
                              "--retain-eval-size", "300")
     assert rc == 0, stderr
-    assert "D_f (forget)" in stdout and "D_r (remaining)" in stdout and "accuracy %" in stdout
-    assert "mia_efficacy" in stdout
+    # every figure by its registered label (l2ul.metrics), with the direction that is better
+    assert all(label in stdout for label in ("D_f (%)", "D_r (%)", "D_test (%)", "MIA eff. (%)", "loss AUC"))
+    assert "higher is better" in stdout and "0.5 is ideal" in stdout
     data = json.loads(js.read_text())
     assert data["metrics"]["acc_forget"] == 1.0 and 0.9 < data["metrics"]["acc_test"] <= 1
     assert data["request"]["ids"] == [3, 17, 42] and data["retain_eval_size"] == 300
@@ -207,7 +208,8 @@ def test_evaluate_with_original_gives_before_and_after(capsys, base, unlearned, 
     rc, stdout, stderr = run(capsys, "evaluate", "--model", unlearned, "--original", base, "--forget-ids",
                              "3,17,42", "--json", js, "--retain-eval-size", "300")
     assert rc == 0, stderr
-    assert "before %" in stdout and "after %" in stdout and "agreement_test" in stdout
+    assert "before" in stdout and "after" in stdout and "agreement D_test (%)" in stdout
+    assert "100.00%" in stdout and "0.00%" in stdout        # D_f before and after, formatted by the registry
     m = json.loads(js.read_text())["metrics"]
     assert m["acc_forget_before"] == 1.0 and m["acc_forget"] == 0.0
     per = json.loads(js.read_text())["per_instance"]
@@ -307,7 +309,8 @@ def test_evaluate_takes_a_device_and_a_foreign_original(capsys, base, tmp_path):
     rc, out, err = run(capsys, "evaluate", "--model", base, "--original-arch", "small_cnn", "--original-weights", sd,
                        "--forget-ids", "3,17", "--retain-eval-size", "100", "--device", "cpu")
     assert rc == 0, err
-    assert "before %" in out and "agreement_test: 1.0000" in out
+    (row,) = [line for line in out.splitlines() if "agreement D_test (%)" in line]
+    assert "100.00%" in row                                 # the same weights: every D_test prediction agrees
     rc, _, err = run(capsys, "evaluate", "--model", base, "--device", "cuda:7")
     assert rc == 2 and err.count("\n") == 1 and "not available" in err
 

@@ -87,3 +87,19 @@ def test_register_and_unregister_a_metric():
     with pytest.raises(L2ULError, match="register the metric 'x'"):
         register_metric("x_before", "x", percent=False, meaning="x", direction=None)
     assert "bad" not in list_metrics()
+
+
+def test_metric_rows_print_what_the_registry_says_including_a_plugin_metric():
+    from l2ul.metrics import metric_rows, register_metric, unregister_metric
+
+    register_metric("toy_score", "toy (%)", percent=True, meaning="a plugin's metric", direction="lower")
+    try:
+        rows = metric_rows({"acc_retain": 0.8412, "acc_retain_before": 0.8573, "toy_score": 0.5, "n_test": 9})
+    finally:
+        unregister_metric("toy_score")
+    assert rows == [
+        {"metric": "D_r (%)", "before": "85.73%", "after": "84.12%", "better": "higher is better"},
+        {"metric": "toy (%)", "before": "", "after": "50.00%", "better": "lower is better"},
+    ]
+    assert metric_rows({"acc_test": None, "acc_test_before": 0.9}, ["acc_test", "acc_forget"]) == [
+        {"metric": "D_test (%)", "before": "90.00%", "after": "-", "better": "higher is better"}]

@@ -16,12 +16,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .errors import ConfigError, L2ULError
 
 __all__ = ["MetricInfo", "DIRECTIONS", "NON_METRIC_KEYS", "BEFORE_SUFFIX", "register_metric",
-           "unregister_metric", "list_metrics", "metric_info", "format_metric"]
+           "unregister_metric", "list_metrics", "metric_info", "format_metric", "metric_rows"]
 
 #: direction -> how to read it; ``None`` marks a reference level or diagnostic with no better direction
 DIRECTIONS: Dict[Optional[str], str] = {
@@ -122,6 +122,22 @@ def format_metric(key: str, value: Any) -> str:
     """``value`` of metric ``key`` as printed, e.g. ``format_metric("acc_test", 0.9)`` -> ``"90.00%"``,
     ``format_metric("loss_auc", 0.5)`` -> ``"0.500"``; ``None`` -> ``"-"``."""
     return metric_info(key).format(value)
+
+
+def metric_rows(metrics: Mapping[str, Any], keys: Optional[Sequence[str]] = None) -> List[Dict[str, str]]:
+    """The printed rows of an evaluation dict, one per metric of ``keys`` (default: every registered metric)
+    present in ``metrics``: ``{"metric": label, "before": ..., "after": ..., "better": ...}``, the values
+    formatted by the registry (``before`` is ``""`` when ``metrics`` holds no ``x_before``). What the CLI
+    prints, so a metric registered once is printed everywhere by name."""
+    rows = []
+    for key in (list_metrics() if keys is None else keys):
+        if key not in metrics:
+            continue
+        info = metric_info(key)
+        before = metrics.get(key + BEFORE_SUFFIX, ...)
+        rows.append({"metric": info.label, "before": "" if before is ... else info.format(before),
+                     "after": info.format(metrics[key]), "better": info.better})
+    return rows
 
 
 # ------------------------------------------------------------------------------ the evaluation's metrics

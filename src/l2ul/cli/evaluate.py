@@ -47,6 +47,7 @@ def cmd_evaluate(args) -> int:
     from ..data import load_dataset
     from ..evaluation import evaluate_model, evaluate_unlearning
     from ..loading import check_fit
+    from ..metrics import metric_rows
     from ..pipeline import input_hashes, retain_eval_subset, versions
     from ..reports import format_table, write_json
     from ..requests import build_request
@@ -91,20 +92,13 @@ def cmd_evaluate(args) -> int:
         for k in list(metrics):
             if "forget" in k or "mia" in k or "loss_auc" in k:
                 metrics.pop(k)
-    rows = []
-    for split, key in (("D_f (forget)", "acc_forget"), ("D_r (remaining)", "acc_retain"), ("D_test", "acc_test")):
-        if key in metrics:
-            row = {"split": split, "accuracy %": 100 * metrics[key]}
-            if f"{key}_before" in metrics:
-                row["original %"] = 100 * metrics[f"{key}_before"]
-            rows.append(row)
-    cols = (["split", ("original %", "before %"), ("accuracy %", "after %")] if original_given
-            else ["split", "accuracy %"])
-    print(format_table(rows, cols, floatfmt=".2f"))
-    for k in ("mia_efficacy", "loss_auc", "agreement_test"):
-        if k in metrics:
-            before = f" (original {metrics[k + '_before']:.4f})" if k + "_before" in metrics else ""
-            print(f"{k}: {metrics[k]:.4f}{before}{mia_caveat(metrics) if k == 'mia_efficacy' else ''}")
+    # the metrics by their registered labels and formats (l2ul.metrics)
+    rows = metric_rows(metrics, ("acc_forget", "acc_retain", "acc_test", "forget_success", "agreement_test",
+                                 "mia_efficacy", "loss_auc"))
+    print(format_table(rows, ["metric", "before", "after", "better"] if original_given
+                       else ["metric", ("after", "value"), "better"]))
+    if "mia_efficacy" in metrics and mia_caveat(metrics):
+        print("MIA efficacy" + mia_caveat(metrics))
     print(f"D_r measured on {len(eval_ids)} remaining training instances")
     if args.json:
         write_json(args.json, {"l2ul_report": 1, "command": "evaluate",

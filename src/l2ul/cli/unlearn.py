@@ -94,6 +94,7 @@ def verdict(outcome) -> str:
 
 
 def _print_outcome(outcome, args) -> None:
+    from ..metrics import metric_rows
     from ..reports import format_table
 
     result, metrics, saved = outcome.result, outcome.metrics, outcome.model_path
@@ -106,12 +107,9 @@ def _print_outcome(outcome, args) -> None:
                + ("the model was written anyway (--keep-unconverged)" if saved else
                   "no model was written (raise --max-steps, or pass --keep-unconverged to keep it anyway)"))
 
-    def pct(v):
-        return "-" if v is None else 100 * v
-
-    rows = [{"split": s, "before": pct(metrics[f"acc_{k}_before"]), "after": pct(metrics[f"acc_{k}"])}
-            for s, k in (("D_f (forget)", "forget"), ("D_r (remaining)", "retain"), ("D_test", "test"))]
-    print(format_table(rows, [("split", "accuracy %"), "before", "after"], floatfmt=".2f"))
+    # the metrics by their registered labels and formats (l2ul.metrics); the MIA figures with their caveat below
+    rows = metric_rows(metrics, ("acc_forget", "acc_retain", "acc_test", "forget_success", "agreement_test"))
+    print(format_table(rows, ["metric", "before", "after", "better"]))
     if metrics.get("mia_efficacy") is not None:
         print(privacy_line(metrics))
     if result.status == "diverged":  # the summary's "forget accuracy" would be read off non-finite outputs
