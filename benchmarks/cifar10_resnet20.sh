@@ -58,11 +58,11 @@ for step in $STEPS; do
     repair_free_adam)  # data-free with the repair optimiser the probe found better (Adam 1e-4)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --synth-images 512 \
         --repair-optimizer adam --repair-lr 1e-4 --repair-schedule constant --out $OUT/resnet20_repair_free_adam --no-progress ;;
-    repair_free_cosine)  # data-free with the 0.4 defaults (Adam 1e-4, cosine), 512 synthesised images
-      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --synth-images 512 \
+    repair_free_cosine)  # data-free with the 0.4 defaults (Adam 1e-4, cosine; 1,024 synthesised images)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 \
         --out $OUT/resnet20_repair_free_cosine --no-progress ;;
     repair_free_k1)
-      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 1 --seeds 0,1,2 --synth-images 512 \
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 1 --seeds 0,1,2 \
         --out $OUT/resnet20_repair_free_k1 --no-progress ;;
     repair_proxy_large)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 --proxy-test-split 5000 \
