@@ -3,8 +3,10 @@ modules it must not import, and the one-set-of-conventions rules shared by every
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -261,3 +263,28 @@ def test_the_readme_commands_parse():
         except SystemExit as e:
             raise AssertionError(f"README: `l2ul {command}` does not parse") from e
         assert not extra and args.command, command
+
+
+# ------------------------------------------------------------------------------------------------ tables
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_tables_are_drawn_by_rich_on_a_terminal_and_plain_in_a_pipe():
+    from l2ul.cli._tables import print_table
+    from l2ul.reports import format_table
+
+    rows = [{"metric": "D_r accuracy [%]", "before": 85.6, "after": 84.1}, {"metric": "D_test", "before": None}]
+    cols = ["metric", "before", "after"]
+    plain = io.StringIO()
+    print_table(rows, cols, floatfmt=".1f", file=plain)
+    assert plain.getvalue() == format_table(rows, cols, floatfmt=".1f") + "\n"
+    term = _Terminal()
+    print_table(rows, cols, floatfmt=".1f", file=term)
+    text = term.getvalue()
+    assert "\x1b[" in text  # styled (bold headers)
+    lines = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines() if line.strip()]
+    assert lines[0].split() == ["metric", "before", "after"] and set(lines[1].strip()) <= set("━─ ")
+    assert "D_r accuracy [%]" in lines[2] and lines[2].rstrip().endswith("84.1")  # markup off; numbers right
+    assert lines[3].split() == ["D_test", "-", "-"]

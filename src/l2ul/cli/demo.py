@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from ._conventions import info
+from ._tables import print_table
 
 
 def add_arguments(p) -> None:
@@ -62,7 +63,7 @@ def _run_demo(args) -> int:
     """The demo itself (see :func:`cmd_demo`)."""
     from ..config import UnlearnConfig
     from ..pipeline import run_request
-    from ..reports import format_table, write_json
+    from ..reports import write_json
     from ..requests import random_forget_ids
 
     out_dir = Path(args.out_dir) if args.out_dir else demo_dir()
@@ -99,8 +100,8 @@ def _run_demo(args) -> int:
         for key in ("D_f", "D_r", "D_test"):
             row[key] = 100 * row[key]
     print(f"\nForgetting {k} random training digits (ids {ids}) from a small CNN trained on scikit-learn's digits")
-    print(format_table(rows, ["model", "status", "steps", ("D_f", "D_f acc %"), ("D_r", "D_r acc %"),
-                              ("D_test", "D_test acc %"), ("seconds", "time s")], floatfmt=".1f"))
+    print_table(rows, ["model", "status", "steps", ("D_f", "D_f acc %"), ("D_r", "D_r acc %"),
+                        ("D_test", "D_test acc %"), ("seconds", "time s")], floatfmt=".1f")
     print("D_f: the forgotten instances (0% = all forgotten); D_r: the remaining training data; "
           "D_test: held-out test data.")
     report_path = out_dir / "demo_report.json"

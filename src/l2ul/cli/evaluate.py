@@ -7,6 +7,7 @@ from typing import List
 from ._common import mia_caveat
 from ._conventions import info
 from ._options import add_data_args, add_model_args, add_request_args, load_model_from_args, model_inputs
+from ._tables import print_table
 
 
 def add_arguments(p) -> None:
@@ -49,7 +50,7 @@ def cmd_evaluate(args) -> int:
     from ..loading import check_fit
     from ..metrics import metric_rows
     from ..pipeline import input_hashes, retain_eval_subset, versions
-    from ..reports import format_table, write_json
+    from ..reports import write_json
     from ..requests import build_request
 
     original_given = bool(args.original or args.original_arch or args.original_weights)
@@ -95,8 +96,8 @@ def cmd_evaluate(args) -> int:
     # the metrics by their registered labels and formats (l2ul.metrics)
     rows = metric_rows(metrics, ("acc_forget", "acc_retain", "acc_test", "forget_success", "agreement_test",
                                  "mia_efficacy", "loss_auc"))
-    print(format_table(rows, ["metric", "before", "after", "better"] if original_given
-                       else ["metric", ("after", "value"), "better"]))
+    print_table(rows, ["metric", "before", "after", "better"] if original_given
+                else ["metric", ("after", "value"), "better"])
     if "mia_efficacy" in metrics and mia_caveat(metrics):
         print("MIA efficacy" + mia_caveat(metrics))
     print(f"D_r measured on {len(eval_ids)} remaining training instances")

@@ -12,6 +12,7 @@ from ._options import (
     count_arg,
     method_arg,
 )
+from ._tables import print_table
 
 
 def add_arguments(p) -> None:
@@ -95,7 +96,6 @@ def verdict(outcome) -> str:
 
 def _print_outcome(outcome, args) -> None:
     from ..metrics import metric_rows
-    from ..reports import format_table
 
     result, metrics, saved = outcome.result, outcome.metrics, outcome.model_path
     print(verdict(outcome))
@@ -109,7 +109,7 @@ def _print_outcome(outcome, args) -> None:
 
     # the metrics by their registered labels and formats (l2ul.metrics); the MIA figures with their caveat below
     rows = metric_rows(metrics, ("acc_forget", "acc_retain", "acc_test", "forget_success", "agreement_test"))
-    print(format_table(rows, ["metric", "before", "after", "better"]))
+    print_table(rows, ["metric", "before", "after", "better"])
     if metrics.get("mia_efficacy") is not None:
         print(privacy_line(metrics))
     if result.status == "diverged":  # the summary's "forget accuracy" would be read off non-finite outputs
