@@ -16,7 +16,7 @@ def cmd_info(args) -> int:
     for name in list_methods():
         m = get_method(name)
         print(f"  {name:10s} {m.description}\n  {'':10s} needs: {m.data_needs}" + (f"; source: {m.source}" if m.source else ""))
-    print("models (plus tv:<any torchvision classification model>):")
+    print("models (plus tv:<any torchvision classification model>, timm:<any timm model> with l2ul[timm]):")
     for name in list_models():
         print(f"  {name:16s} {model_info(name).get('description', '')}")
     print("presets:")

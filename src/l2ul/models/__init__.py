@@ -10,7 +10,8 @@ carries ``l2ul_meta`` (architecture name and options, classes, normalisation), w
 >>> model = create_model("resnet20", weights="cifar10_resnet20.th")       # foreign checkpoint  # doctest: +SKIP
 >>> model = create_model("tv:mobilenet_v3_small", num_classes=1000, pretrained=True)  # download # doctest: +SKIP
 
-Names: see :func:`list_models`; in addition ``tv:<name>`` builds any torchvision classification model.
+Names: see :func:`list_models`; in addition ``tv:<name>`` builds any torchvision classification model and
+``timm:<name>`` (or ``timm/<name>``) any timm model (extra: ``pip install 'l2ul[timm]'``).
 Custom architectures: :func:`register_model` (see :mod:`l2ul.models._registry`).
 
 Layout: ``_registry`` (specs, :func:`register_model`, :func:`list_models`, :func:`model_info`),
@@ -21,7 +22,7 @@ Layout: ``_registry`` (specs, :func:`register_model`, :func:`list_models`, :func
 from __future__ import annotations
 
 # the built-in families register themselves on import (they import only _registry and classifier)
-from . import cifar_resnet, hf_vit, paper_resnet, small, torchvision_models  # noqa: F401
+from . import cifar_resnet, hf_vit, paper_resnet, small, timm_models, torchvision_models  # noqa: F401
 from ._factory import create_model
 from ._registry import ModelSpec, list_models, model_info, register_model
 from .classifier import IMAGENET_MEAN, IMAGENET_STD, NormalizedClassifier

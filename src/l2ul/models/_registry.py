@@ -89,6 +89,8 @@ class ModelSpec:
 _REGISTRY: Dict[str, ModelSpec] = {}
 #: name prefixes for open-ended families, e.g. "tv" -> spec for "tv:<torchvision name>"
 _FAMILIES: Dict[str, Callable[[str], ModelSpec]] = {}
+#: other spellings of a family prefix: "timm/<name>" (timm's Hub naming) is "timm:<name>"
+_FAMILY_ALIASES = {"timm/": "timm"}
 
 
 def register_model(name: str, *, mean: Default, std: Default, input_shape: Default = None,
@@ -127,7 +129,8 @@ def register_model(name: str, *, mean: Default, std: Default, input_shape: Defau
 
 
 def list_models() -> List[str]:
-    """Sorted registered model names (``tv:<name>`` additionally builds any torchvision classifier)."""
+    """Sorted registered model names (``tv:<name>`` additionally builds any torchvision classifier,
+    ``timm:<name>`` any timm model)."""
     return sorted(_REGISTRY)
 
 
@@ -152,12 +155,16 @@ def _spec(name: str) -> ModelSpec:
     if name in _REGISTRY:
         return _REGISTRY[name]
     prefix, sep, rest = name.partition(":")
+    for alias, family in _FAMILY_ALIASES.items():
+        if not sep and name.startswith(alias):
+            prefix, sep, rest = family, ":", name[len(alias):]
     if sep and prefix in _FAMILIES:
         return _FAMILIES[prefix](rest)
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise L2ULError(f"unknown model {name!r}{hint}; available: {', '.join(list_models())}, "
-                    f"or tv:<name> for any torchvision classification model")
+                    f"or tv:<name> for any torchvision classification model, or timm:<name> for any timm "
+                    "model (extra: pip install 'l2ul[timm]')")
 
 
 def _default(value: Default, options: Dict[str, Any]) -> Any:
