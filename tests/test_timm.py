@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from _cli_helpers import assert_user_error, run
 from l2ul.errors import L2ULError
 from l2ul.models import create_model, model_info
 from l2ul.models.io import load_model, save_model
@@ -104,3 +105,15 @@ def test_the_real_timm_downloads_through_its_hub_path_from_a_local_cache(tmp_pat
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
                           timeout=300, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_pretrain_fine_tunes_published_weights(capsys, fake_timm, tmp_path):
+    out = tmp_path / "t.safetensors"
+    rc, _, err = run(capsys, "pretrain", "--arch", "timm:tinynet.a1", "--pretrained", "--dataset", "digits",
+                     "--epochs", "1", "--out", out, "--no-progress")
+    assert rc == 0, err
+    assert fake_timm[-1] == dict(name="tinynet.a1", pretrained=True, num_classes=10, in_chans=1)
+    assert load_model(out).l2ul_meta["arch"] == "timm:tinynet.a1"
+    rc, _, err = run(capsys, "pretrain", "--arch", "small_cnn", "--pretrained", "--out", tmp_path / "s", "--epochs", "1")
+    assert_user_error(rc, err, "small_cnn has no published weights", "--pretrained")
+    assert not (tmp_path / "s").exists()

@@ -9,6 +9,10 @@ def add_arguments(p) -> None:
     p.add_argument("--arch", required=True, help="architecture name (see `l2ul info`)")
     add_data_args(p)
     p.add_argument("--recipe", default="quick", help="cifar | utkface | quick (default: %(default)s)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="start from the architecture's published weights (tv:*, imagenet_*, timm:*; downloaded, "
+                        "or timm's Hugging Face cache) and fine-tune them; a new classifier if the class count "
+                        "differs")
     p.add_argument("--epochs", type=int, metavar="N", help="training epochs (default: the recipe's)")
     p.add_argument("--batch-size", type=int, metavar="N", help="batch size (default: the recipe's)")
     p.add_argument("--lr", type=float, metavar="X", help="learning rate (default: the recipe's)")
@@ -36,7 +40,8 @@ def cmd_pretrain(args) -> int:
         result = pretrain_to_file(args.arch, args.dataset, args.out, recipe=args.recipe, epochs=args.epochs,
                                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                                   seed=args.seed, device=args.device, overwrite=args.overwrite,
-                                  data_dir=args.data_dir, download=args.download, progress=progress_of(args),
+                                  data_dir=args.data_dir, download=args.download, pretrained=args.pretrained,
+                                  progress=progress_of(args),
                                   log=info)
     print(f"model: {args.out}  ({result.epochs} epochs, {result.seconds:.1f}s)")
     return 0
