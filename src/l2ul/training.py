@@ -416,9 +416,8 @@ def pretrain_to_file(arch: str, dataset_spec: str, out: PathLike, *, recipe: Uni
     The output path and the settings are checked *before* the data is loaded and training starts. The dataset
     is loaded with the recipe's ``augment`` flag. The model gets ``num_classes`` and ``class_names`` from the
     dataset, and ``in_channels`` from its images when the architecture has that option and ``model_kwargs``
-    does not set it. ``pretrained``: start from the architecture's published weights (downloaded by
-    ``create_model(..., pretrained=True)``; a new classifier for another class count), i.e. fine-tune them. The
-    model is initialised under ``torch.manual_seed(seed)`` (without disturbing the
+    does not set it; ``pretrained`` starts from the architecture's published weights (fine-tunes them). The model
+    is initialised under ``torch.manual_seed(seed)`` (without disturbing the
     caller's RNG state), so the same arguments give the same file on CPU. Returns the :class:`TrainResult`
     (its model stays on the training device).
     """
@@ -431,16 +430,12 @@ def pretrain_to_file(arch: str, dataset_spec: str, out: PathLike, *, recipe: Uni
     resolve_settings(r, None, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
     kwargs = dict(model_kwargs or {})
     info = model_info(arch)  # unknown architecture: fails here, before loading data
-    if pretrained and not info["pretrained_download"]:
-        raise L2ULError(f"{arch} has no published weights to start from (--pretrained); leave it out, or pick an "
-                        "architecture that has them (tv:*, imagenet_*, timm:*)")
     bundle = load_dataset(dataset_spec, data_dir=data_dir, download=download, augment=r.augment)
     if "in_channels" in info["options"] and "in_channels" not in kwargs:
         kwargs["in_channels"] = int(bundle.input_shape[0])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = create_model(arch, num_classes=bundle.num_classes, class_names=bundle.class_names,
-                             pretrained=pretrained, **kwargs)
+        model = create_model(arch, bundle.num_classes, class_names=bundle.class_names, pretrained=pretrained, **kwargs)
     result = pretrain(model, bundle, recipe=r, epochs=epochs, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, seed=seed, device=device, progress=progress, log=log,
                       max_batches=max_batches, grouping=grouping, num_workers=num_workers)

@@ -32,6 +32,13 @@ def cmd_pretrain(args) -> int:
 
     # everything that can be refused is refused before any work: the device, the dataset, the output
     check_device_available(args.device)
+    if args.pretrained:
+        from ..errors import L2ULError
+        from ..models import model_info
+
+        if not model_info(args.arch)["pretrained_download"]:
+            raise L2ULError(f"{args.arch} has no published weights to start from (--pretrained); leave it out, "
+                            "or use an architecture that has them (tv:*, imagenet_*, timm:*)")
     check_inputs(dataset=args.dataset)
     inputs = run_inputs(dataset=args.dataset)
     check_output_path(args.out, overwrite=True, inputs=inputs)  # (what needs no lock: before creating one)
