@@ -43,7 +43,7 @@ def test_building_the_parser_and_every_help_imports_no_torch():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["8", "[]"], proc.stdout
+    assert proc.stdout.split() == ["9", "[]"], proc.stdout
 
 
 def test_the_lazy_package_still_exports_everything():

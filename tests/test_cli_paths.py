@@ -90,3 +90,43 @@ def test_a_failed_runs_report_does_not_block_its_retry(capsys, base, tmp_path):
     rc, _, err = run(capsys, *argv)  # the retry, with a budget that suffices, and no --overwrite
     assert rc == 0, err
     assert out.exists()
+
+
+def tiny_named_npz(path):
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8), y_train=np.arange(30) % 10,
+             x_test=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), y_test=np.arange(20) % 10,
+             class_names=np.array(CLASSES))
+    return path
+
+
+def test_convert_writes_a_model_file_from_a_foreign_checkpoint(capsys, tmp_path):
+    from l2ul.models import create_model
+    from l2ul.models.io import load_model
+
+    torch.manual_seed(0)
+    net = create_model("resnet20", num_classes=10).net
+    torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, tmp_path / "r20.th")
+    data = f"npz:{tiny_named_npz(tmp_path / 'tiny.npz')}"
+    out = tmp_path / "r20.safetensors"
+    rc, stdout, err = run(capsys, "convert", "--arch", "resnet20", "--weights", tmp_path / "r20.th", "--dataset", data,
+                          "--out", out)
+    assert rc == 0, err
+    assert stdout == f"model: {out}  (resnet20, 10 classes, class names from {data})\n"
+    model = load_model(out)
+    assert model.l2ul_meta["class_names"] == CLASSES
+    assert all(torch.equal(model.net.state_dict()[k], v) for k, v in net.state_dict().items())
+    rc, stdout, err = run(capsys, "evaluate", "--model", out, "--dataset", data, "--retain-eval-size", "10")
+    assert rc == 0 and "D_test" in stdout, err
+    # refused: an existing output, no source, a dataset the model does not fit
+    rc, _, err = run(capsys, "convert", "--arch", "resnet20", "--weights", tmp_path / "r20.th", "--out", out)
+    assert_user_error(rc, err, "already exists", "--overwrite")
+    rc, _, err = run(capsys, "convert", "--arch", "resnet20", "--out", tmp_path / "x")
+    assert_user_error(rc, err, "one of the arguments --weights --pretrained is required")
+    rc, _, err = run(capsys, "convert", "--arch", "resnet20", "--weights", tmp_path / "r20.th", "--dataset", "digits",
+                     "--out", tmp_path / "x")
+    assert_user_error(rc, err, "cannot process digits images")
+    rc, _, err = run(capsys, "convert", "--arch", "small_cnn", "--pretrained", "--num-classes", "10",
+                     "--out", tmp_path / "x")
+    assert_user_error(rc, err, "small_cnn has no published weights", "--weights")
+    assert not (tmp_path / "x").exists()

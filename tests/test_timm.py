@@ -117,3 +117,15 @@ def test_pretrain_fine_tunes_published_weights(capsys, fake_timm, tmp_path):
     rc, _, err = run(capsys, "pretrain", "--arch", "small_cnn", "--pretrained", "--out", tmp_path / "s", "--epochs", "1")
     assert_user_error(rc, err, "small_cnn has no published weights", "--pretrained")
     assert not (tmp_path / "s").exists()
+
+
+def test_convert_published_weights_into_a_model_file(capsys, fake_timm, tmp_path):
+    out = tmp_path / "t.safetensors"
+    rc, stdout, err = run(capsys, "convert", "--arch", "timm/tinynet.a1", "--pretrained", "--num-classes", "7",
+                          "--out", out)
+    assert rc == 0, err
+    assert fake_timm[0] == dict(name="tinynet.a1", pretrained=True, num_classes=7, in_chans=3)
+    assert stdout == f"model: {out}  (timm:tinynet.a1, 7 classes)\n"
+    assert load_model(out).l2ul_meta["arch"] == "timm:tinynet.a1" and fake_timm[-1]["pretrained"] is False
+    rc, _, err = run(capsys, "convert", "--arch", "timm:tinynet", "--pretrained", "--out", tmp_path / "x")
+    assert_user_error(rc, err, "--pretrained needs the class count", "--num-classes")

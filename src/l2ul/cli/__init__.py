@@ -1,4 +1,4 @@
-"""Command-line interface: ``l2ul unlearn | evaluate | pretrain | demo | bench | report | audit | info``.
+"""Command-line interface: ``l2ul unlearn | evaluate | pretrain | convert | demo | bench | report | audit | info``.
 
 One module per command (``add_arguments`` + ``cmd_<name>``); each parses, calls the library (for ``unlearn``:
 :func:`l2ul.pipeline.run_request`) and prints. Problems a user can fix (bad request, missing file, unsafe
@@ -18,7 +18,7 @@ import signal
 import sys
 from typing import Optional, Sequence
 
-from . import audit, bench, demo, evaluate, info, pretrain, report, unlearn
+from . import audit, bench, convert, demo, evaluate, info, pretrain, report, unlearn
 from ._common import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
@@ -56,6 +56,10 @@ _COMMANDS = {
                  "with --original, before/after and agreement."),
     "pretrain": (pretrain, "train a classifier (the paper's recipes)",
                  "Train a classifier on a dataset with one of the paper's recipes."),
+    "convert": (convert, "an l2ul model file from a foreign checkpoint or published weights",
+                "Write an l2ul model file (architecture, classes, normalisation, weights) from a foreign "
+                "checkpoint (--weights) or an architecture's published weights (--pretrained), checked against "
+                "--dataset and named with its classes; every command then takes it as --model FILE."),
     "demo": (demo, "the embedded demo: digits, no network, under a minute",
              "Train (or reuse) a small CNN on scikit-learn's digits, forget 8 random training instances with "
              "neggrad and l2ul, print a before/after table."),

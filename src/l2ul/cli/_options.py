@@ -115,9 +115,11 @@ DATASET_EXAMPLES = ("digits", "cifar10", "cifar100", "fashion-mnist", "npz:PATH"
                     "imagenet:PATH", "utkface:PATH")
 
 
-def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits") -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", default=default, required=default is None, metavar="SPEC",
+def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits", *,
+                  required: Optional[bool] = None, title: str = "data") -> None:
+    g = p.add_argument_group(title)
+    g.add_argument("--dataset", default=default, required=default is None if required is None else required,
+                   metavar="SPEC",
                    help=f"dataset spec: {', '.join(DATASET_EXAMPLES)}, ... (`l2ul info` lists them all)"
                         + (" (default: %(default)s)" if default else ""))
     g.add_argument("--data-dir", metavar="DIR", help="where torchvision datasets live / are downloaded")
