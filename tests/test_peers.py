@@ -1,4 +1,4 @@
-"""The peer methods (random_labels, boundary_shrink, jit, scrub, salun, bad_teacher): one test of each one's
+"""The peer methods (random_labels, boundary_shrink, jit, scrub, salun, bad_teacher, amun, suli): one test of each one's
 defining property on a digits request, plus the tasks each one takes. The common checks (forgets, leaves
 its input alone, deterministic, refuses data it does not use) are in test_methods_contract."""
 import types
@@ -153,3 +153,70 @@ def test_peers_with_a_target_relabel_toward_it(req, name):
     data = {"retain": req.retain} if "retain" in l2ul.get_method(name).data else {}
     r = unlearn(req.model, req.xf, req.yf, method=name, config=CFG, task="relabel", targets=targets, data=data)
     assert r.converged and r.preds_after == targets.tolist()
+
+
+def test_amun_fine_tunes_toward_the_nearest_adversarial_examples(req):
+    from l2ul.attacks import TargetedL2PGD
+    from l2ul.methods.amun import START_RADIUS
+
+    r = unlearn(req.model, req.xf, req.yf, method="amun", config=CFG)
+    assert r.converged
+    adv = r.ingredients["nearest_adversarial"]
+    assert bool(adv.crossed.all()) and not bool((adv.labels == req.yf).any())
+    with torch.no_grad():
+        logits = req.model(req.xf)
+        assert torch.equal(req.model(adv.images).argmax(1), adv.labels)      # the original predicts their label
+    dist = (adv.images - req.xf).flatten(1).norm(dim=1)
+    assert bool((dist <= adv.radius + 1e-4).all())
+    # the smallest radius of the doubling search: at half of it the same attack had not crossed yet
+    runner_up = logits.scatter(1, req.yf[:, None], float("-inf")).argmax(1)
+    for i in (adv.radius > START_RADIUS).nonzero().flatten().tolist():
+        half = float(adv.radius[i]) / 2
+        x = TargetedL2PGD(req.model, eps=half, alpha=half / 10, steps=50, random_start=False)(
+            req.xf[i:i + 1], runner_up[i:i + 1])
+        with torch.no_grad():
+            assert int(req.model(x).argmax(1)) == int(req.yf[i]), i
+    with_retain = unlearn(req.model, req.xf, req.yf, method="amun", config=CFG, retain=req.retain)
+    assert with_retain.converged
+    d_r, d_r_retain = accuracy(r.model, *req.retain), accuracy(with_retain.model, *req.retain)
+    # the stated D_r on digits (k = 8): forget-only >= 0.6 (measured 0.75), with remaining data >= 0.9 (0.95)
+    assert d_r >= 0.6 and d_r_retain >= 0.9 and d_r_retain >= d_r + 0.1, (d_r, d_r_retain)
+
+
+def test_amun_relabel_searches_toward_the_target(req):
+    targets = (req.yf + 3) % 10
+    r = unlearn(req.model, req.xf, req.yf, method="amun", config=CFG, task="relabel", targets=targets)
+    adv = r.ingredients["nearest_adversarial"]
+    assert bool(adv.crossed.all()) and torch.equal(adv.labels, targets)
+    assert r.converged and r.preds_after == targets.tolist()
+
+
+def test_suli_distils_itself_layer_by_layer_in_entropy_order(req):
+    from l2ul.methods.suli import SULI, _FreshAdam, entropy_order, spa_targets
+
+    r = unlearn(req.model, req.xf, req.yf, method="suli", config=CFG)
+    assert r.converged
+    with torch.no_grad():
+        logits = req.model(req.xf)
+    order = r.ingredients["entropy_order"]
+    p = F.softmax(logits, 1)
+    entropy = -(p * p.log()).sum(1)
+    assert torch.equal(order, entropy_order(logits)) and bool((entropy[order].diff() <= 0).all())
+    spa = spa_targets(logits)
+    assert bool((spa.gather(1, logits.argmax(1, keepdim=True)) == 0).all()) and torch.allclose(spa.sum(1), torch.ones(8))
+    # every step is the first step of a fresh Adam: lr * g / (|g| + eps)
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = _FreshAdam([w], lr=0.1)
+    for _ in range(2):
+        before = w.detach().clone()
+        w.grad = torch.tensor([3.0, -0.5])
+        opt.step()
+        assert torch.allclose(before - w.detach(), torch.tensor([0.1, -0.1]), atol=1e-6)
+    # more than one layer: the run still forgets
+    layered = type("LayeredSULI", (SULI,), {"suli_layer_size": 4})()
+    assert len(layered.layers(types.SimpleNamespace(ingredients={"entropy_order": order}))) == 2
+    assert unlearn(req.model, req.xf, req.yf, method=layered, config=CFG).converged
+    d_r = accuracy(r.model, *req.retain)
+    assert d_r >= 0.75, d_r                                    # the stated D_r on digits (k = 8): measured 0.85
+    with pytest.raises(ConfigError, match="only task 'misclassify'"):
+        unlearn(req.model, req.xf, req.yf, method="suli", config=CFG, task="relabel", targets=(req.yf + 1) % 10)
