@@ -38,11 +38,12 @@ RECORD_KEYS = {
 
 
 class Counter:
-    """Wraps the engine's unlearn, as the grid and continual modes call it, to count the cells computed."""
+    """Wraps the engine's unlearn, as the grid (through l2ul.run_request) and continual modes call it, to count
+    the cells computed."""
 
     def __init__(self, monkeypatch):
         self.calls = []
-        for module in (l2ul.bench.grid, l2ul.bench.continual):
+        for module in (l2ul.engine, l2ul.bench.continual):
             monkeypatch.setattr(module, "unlearn", self._counted(module.unlearn))
 
     def _counted(self, real):
@@ -119,6 +120,22 @@ def test_bench_files(grid):
     cell = json.loads((out / "cells" / "l2ul_k4_s0.json").read_text())
     assert len(cell["per_instance"]) == 4 and cell["forget_indices"] == random_forget_ids(4, n_train=1437, seed=0)
     assert not [p for p in out.rglob("*.partial*")]
+
+
+def test_every_cell_is_a_request_of_the_pipeline_with_its_report_and_audit_page(grid):
+    """The grid runs each cell through l2ul.run_request: the cell's report (the format of `l2ul unlearn`'s)
+    and audit page lie beside its record, with the same figures, and no model file is kept."""
+    out, records, _ = grid
+    for rec in records:
+        name = f"{rec['method']}_k{rec['k']}_s{rec['seed']}"
+        report = json.loads((out / "cells" / f"{name}.report.json").read_text())
+        assert report["command"] == "unlearn" and report["method"] == rec["method"]
+        assert report["metrics"]["acc_retain"] == rec["acc_retain"] and report["metrics"]["acc_test"] == rec["acc_test"]
+        assert report["metrics"]["loss_auc"] == rec["loss_auc"] and report["steps"] == rec["steps"]
+        assert report["dataset"]["retain_eval_size"] == 200 and report["output_model"]["path"] is None
+        assert set(report["request_timings_s"]) >= {"unlearn", "evaluation"}
+        assert "<html" in (out / "cells" / f"{name}.report.html").read_text().lower()
+    assert not list((out / "cells").glob("*.safetensors"))
 
 
 def _without_date(text):

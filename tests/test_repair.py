@@ -84,7 +84,7 @@ def test_data_free_repair_synthesises_once_per_model(setup, tmp_path, monkeypatc
     assert again.ingredients["proxy"].from_cache
     assert torch.equal(first.ingredients["proxy"].images, again.ingredients["proxy"].images)
     assert again.timings["proxy"] < first.timings["proxy"]
-    assert len(list(tmp_path.rglob("*.safetensors"))) == 1
+    assert len(list((tmp_path / "synthesis").rglob("*.safetensors"))) == 1                # one synthesis
 
 
 def test_repair_relabels(setup):

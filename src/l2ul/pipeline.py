@@ -17,9 +17,8 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 from torch import nn
 
 from .config import UnlearnConfig
@@ -29,6 +28,13 @@ from .inputs import (  # noqa: F401  (re-exported: the checks of every input, be
     check_inputs,
     input_hashes,
     run_inputs,
+)
+from .request_figures import (  # noqa: F401  (re-exported: how a request is measured)
+    _check_retain_eval_size,
+    evaluate_request,
+    measure_request,
+    retain_eval_sample,
+    retain_eval_subset,
 )
 
 Log = Callable[[str], None]
@@ -54,6 +60,33 @@ class RequestOutcome:
         return self.result.status
 
 
+@dataclass
+class PreparedRequest:
+    """A request whose inputs the caller already holds, for :func:`run_request` (``prepared=``): how ``l2ul
+    bench`` runs every cell of a grid through the same pipeline as ``l2ul unlearn`` while loading the
+    dataset and the model once, sharing ingredients between methods (one adversarial set per forget set)
+    and evaluating every cell on the grid's own D_r subset and D_test.
+
+    ``bundle``: the loaded dataset; ``request``: a :class:`l2ul.requests.DeletionRequest`; ``data``: the
+    method's data; ``ingredients``: prepared ingredients by name (:func:`l2ul.engine.prepare_ingredients`).
+    ``retain``/``test``: the evaluation sets, with ``original`` the original model's
+    :class:`~l2ul.evaluation.ModelEvaluation` on (forget set, ``retain``, ``test``) under ``mia_max_samples``
+    and ``mia_attack`` (``None``: the fixed D_r sample and the test split, as for any request).
+    ``write_model``: publish the model file too (the bench keeps only the report and its audit page)."""
+
+    bundle: Any
+    request: Any
+    data: Dict[str, Any] = field(default_factory=dict)
+    ingredients: Optional[Dict[str, Any]] = None
+    retain: Any = None
+    test: Any = None
+    original: Any = None
+    mia_max_samples: Optional[int] = 5000
+    mia_attack: str = "svc"
+    write_model: bool = True
+    dataset_spec: Optional[str] = None     # what the report names as the dataset (default: the bundle's name)
+
+
 def versions() -> Dict[str, str]:
     import torch
 
@@ -61,14 +94,6 @@ def versions() -> Dict[str, str]:
 
     return {"l2ul": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform()}
-
-
-def _check_retain_eval_size(size) -> None:
-    from .errors import ConfigError
-
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
-        raise ConfigError(f"retain_eval_size must be a whole number >= 0 (0 = all remaining instances), got "
-                          f"{size!r}", field="retain_eval_size")
 
 
 def machine(device=None) -> Dict[str, Any]:
@@ -80,28 +105,6 @@ def machine(device=None) -> Dict[str, Any]:
     from .bench.machine import machine_info
 
     return {**machine_info(device), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-
-
-def retain_eval_sample(bundle, size: int, seed: Optional[int] = None) -> np.ndarray:
-    """The dataset's fixed D_r evaluation sample: ``size`` training indices (0, or at least the training set:
-    all of them) drawn with ``numpy.random.default_rng(seed)`` (default
-    :data:`l2ul.evaluation.RETAIN_EVAL_SEED`), ascending. It is the same for every request on the dataset,
-    so the original model's figures on it are computed once (:mod:`l2ul.output_cache`) and every request's
-    "before" D_r is measured on the same images."""
-    from .evaluation import RETAIN_EVAL_SEED
-
-    _check_retain_eval_size(size)
-    if not size or size >= bundle.n_train:
-        return np.arange(bundle.n_train)
-    rng = np.random.default_rng(RETAIN_EVAL_SEED if seed is None else seed)
-    return np.sort(rng.choice(bundle.n_train, size, replace=False))
-
-
-def retain_eval_subset(bundle, exclude: Sequence[int], size: int, seed: Optional[int] = None) -> np.ndarray:
-    """A request's D_r evaluation subset: the fixed sample (:func:`retain_eval_sample`) less ``exclude``
-    (the request's instances)."""
-    sample = retain_eval_sample(bundle, size, seed)
-    return sample[~np.isin(sample, np.asarray(list(exclude), dtype=np.int64))]
 
 
 def method_data(method, bundle, request_ids: Sequence[int], *, proxy: Optional[str] = None,
@@ -134,60 +137,8 @@ def method_data(method, bundle, request_ids: Sequence[int], *, proxy: Optional[s
     return data
 
 
-def evaluate_request(original: nn.Module, result, bundle, request, eval_ids: np.ndarray, *, seed: int,
-                     mia_max_samples: Optional[int] = 5000, eval_sample: Optional[np.ndarray] = None,
-                     cache: Optional[bool] = None):
-    """Metrics before and after on D_f, the D_r subset ``eval_ids`` and D_test; the per-instance outcome, with
-    its membership percentiles (:func:`l2ul.membership.add_membership_evidence`); the per-class D_test accuracy
-    (:func:`l2ul.audit.per_class_accuracy`). The original's outputs come from :mod:`l2ul.output_cache`. A diverged result is measured only on the original (its figures
-    are ``None``)."""
-    from .audit import per_class_accuracy
-    from .evaluation import SPLITS, evaluate_model, evaluate_unlearning, predict_splits
-    from .membership import add_membership_evidence
-    from .output_cache import cached_predict
-
-    xf, yf = bundle.stack_train(request.ids)
-    ids = [bundle.train_ids[i] for i in request.ids]
-    data = dict(forget=(xf, yf), retain=bundle.train_subset(eval_ids), test=bundle.test, seed=seed,
-                device=result.device, mia_max_samples=mia_max_samples)
-    # the original's outputs are the same for every request on this model and data: from the outputs cache,
-    # on the whole fixed D_r sample (``eval_sample``, of which ``eval_ids`` is the request's part)
-    whole = {"retain": bundle.train_subset(eval_sample)} if eval_sample is not None else {}
-    preds = {s: cached_predict(original, whole.get(s, data[s]), device=result.device, enabled=cache)
-             for s in SPLITS}
-    if eval_sample is not None:
-        preds["retain"] = preds["retain"].subset(np.searchsorted(eval_sample, eval_ids))
-    before = evaluate_model(preds, seed=seed, mia_max_samples=mia_max_samples)
-    after = None
-    if result.status != "diverged":
-        after = predict_splits(result.model, forget=data["forget"], retain=data["retain"], test=data["test"],
-                               device=result.device)
-        metrics = evaluate_unlearning(before, after, ids=ids, targets=request.targets, **data)
-        per_inst = metrics.pop("per_instance")
-    else:
-        metrics, per_inst = _diverged_figures(before, ids, request)
-    add_membership_evidence(per_inst, before.predictions, after)
-    per_class = per_class_accuracy(before.predictions["test"], None if after is None else after["test"],
-                                   class_names=bundle.class_names)
-    return metrics, per_inst, per_class
-
-
-def _diverged_figures(before, ids, request):
-    """The original's figures beside ``None`` for a diverged (non-finite) result."""
-    metrics = {}
-    for key, value in before.metrics.items():
-        metrics[key], metrics[f"{key}_before"] = None, value
-    pf = before.predictions["forget"]
-    per_inst = [{"id": ids[i], "label": int(pf.labels[i]),
-                 "target": None if request.targets is None else int(request.targets[i]),
-                 "pred_before": int(pf.preds[i]), "pred_after": None,
-                 "confidence_before": float(pf.pred_confidence[i]), "confidence_after": None,
-                 "forgotten": None} for i in range(len(ids))]
-    return metrics, per_inst
-
-
 def _report(*, result, cfg, bundle, dataset_spec, request, inputs, input_sha, model, metrics, per_inst,
-            eval_ids, retain_total, argv) -> Dict[str, Any]:
+            n_retain_eval, retain_total, argv) -> Dict[str, Any]:
     return {
         "l2ul_report": 1, "command": "unlearn", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "argv": list(argv or []),
@@ -196,7 +147,7 @@ def _report(*, result, cfg, bundle, dataset_spec, request, inputs, input_sha, mo
         "message": result.message, "steps": result.steps, "timings_s": result.timings, "phases": result.phases,
         "method": result.method, "task": result.task, "config": cfg.to_dict(), "device": result.device,
         "dataset": {"spec": dataset_spec, "name": bundle.name, "n_train": bundle.n_train, "n_test": bundle.n_test,
-                    "retain_eval_size": len(eval_ids), "retain_total": retain_total},
+                    "retain_eval_size": n_retain_eval, "retain_total": retain_total},
         "request": request.to_dict(),
         "input_model": {"paths": [str(p) for p in inputs], "sha256": input_sha,
                         "arch": getattr(model, "l2ul_meta", {}).get("arch")},
@@ -271,7 +222,7 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
                 proxy: Optional[str] = None, allow_training_proxy: bool = False,
                 overwrite: bool = False, keep_unconverged: bool = False, retain_eval_size: int = 10000,
                 progress: bool = False, log: Optional[Log] = None, argv: Optional[Sequence[str]] = None,
-                cache: Optional[bool] = None) -> RequestOutcome:
+                cache: Optional[bool] = None, prepared: Optional[PreparedRequest] = None) -> RequestOutcome:
     """Honour one deletion request end to end and publish the unlearned model with its audit report.
 
     ``model``: an l2ul model file (or an ``nn.Module`` already loaded), or ``arch`` + ``weights`` for a foreign
@@ -283,7 +234,9 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     (default ``OUT.report.json``). The model is written only if the run converged (or ``keep_unconverged``
     and it did not diverge); the report always. ``log``: called with progress lines. ``cache``: whether the
     original model's figures may come from (and go to) the outputs cache (:mod:`l2ul.output_cache`;
-    default: unless ``$L2UL_CACHE=0``).
+    default: unless ``$L2UL_CACHE=0``). ``prepared``: a :class:`PreparedRequest` (the dataset, request and
+    method data already loaded, with ``model`` an ``nn.Module``), in place of ``dataset``, ``forget_ids``,
+    ``forget_random``, ``relabel_to`` and ``proxy``.
 
     Before any work it raises a one-line :class:`~l2ul.errors.L2ULError` for a bad setting (seed, device,
     ``retain_eval_size``), a damaged or unusable input (:func:`check_inputs`), an output that is an input,
@@ -297,33 +250,31 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     check_device_available(config.device)
     _check_retain_eval_size(retain_eval_size)
     inputs = [str(p) for p in (model, weights) if isinstance(p, (str, os.PathLike))]
+    if prepared is not None and not isinstance(model, nn.Module):
+        from .errors import ConfigError
+
+        raise ConfigError("a prepared request needs the model as an nn.Module", field="model")
     every_input = run_inputs(model=model, weights=weights, dataset=dataset, forget_ids=forget_ids,
                              relabel_to=relabel_to, proxy=proxy)
     check_inputs(model=model, weights=weights, dataset=dataset, forget_ids=forget_ids, relabel_to=relabel_to,
                  proxy=proxy)
+    load = dict(model=model, arch=arch, weights=weights, num_classes=num_classes, dataset=dataset, data_dir=data_dir,
+                download=download, forget_ids=forget_ids, forget_random=forget_random, relabel_to=relabel_to,
+                seed=seed, method=method, proxy=proxy, allow_training_proxy=allow_training_proxy)
     with claim_outputs(out, report, overwrite=overwrite, inputs=every_input, log=log) as (out, report_path):
         return _run_claimed(
-            out=out, report_path=report_path, inputs=inputs, model=model, arch=arch, weights=weights,
-            num_classes=num_classes, dataset=dataset, data_dir=data_dir, download=download, forget_ids=forget_ids,
-            forget_random=forget_random, relabel_to=relabel_to, seed=seed, method=method, config=config,
-            proxy=proxy, allow_training_proxy=allow_training_proxy, keep_unconverged=keep_unconverged,
-            retain_eval_size=retain_eval_size, progress=progress, log=log, argv=argv, cache=cache)
+            out=out, report_path=report_path, inputs=inputs, seed=seed, method=method,
+            config=config, keep_unconverged=keep_unconverged, retain_eval_size=retain_eval_size, progress=progress,
+            log=log, argv=argv, cache=cache, prepared=prepared, load=load)
 
 
-def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], model, arch, weights, num_classes, dataset,
-                 data_dir, download, forget_ids, forget_random, relabel_to, seed, method, config, proxy,
-                 allow_training_proxy, keep_unconverged, retain_eval_size, progress, log, argv,
-                 cache) -> RequestOutcome:
-    """:func:`run_request` once its outputs are claimed."""
-    from .audit import report_thumbnails
+def _load(*, model, arch, weights, num_classes, dataset, data_dir, download, forget_ids, forget_random,
+          relabel_to, seed, method, proxy, allow_training_proxy) -> Tuple[PreparedRequest, nn.Module]:
+    """Load and check what :func:`run_request` names: the dataset, the model, the request, the method's data."""
     from .data import load_dataset
-    from .engine import unlearn
     from .loading import check_fit, load_model_from
     from .requests import build_request
 
-    t0 = time.perf_counter()
-    input_sha = input_hashes(inputs)
-    cfg = config
     bundle = load_dataset(dataset, data_dir=data_dir, download=download)
     if isinstance(model, nn.Module):  # (a model file is checked when it is read)
         from .models import check_finite_model
@@ -337,38 +288,74 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], model, arch
                             forget_ids=forget_ids, forget_random=forget_random, relabel_to=relabel_to, seed=seed,
                             train_ids=bundle.train_ids, class_names=bundle.class_names)
     data = method_data(method, bundle, request.ids, proxy=proxy, allow_training_proxy=allow_training_proxy)
+    return PreparedRequest(bundle=bundle, request=request, data=data, dataset_spec=dataset), net
+
+
+def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], seed, method, config,
+                 keep_unconverged, retain_eval_size, progress, log, argv, cache, prepared, load) -> RequestOutcome:
+    """:func:`run_request` once its outputs are claimed."""
+    from .audit import report_thumbnails
+    from .engine import unlearn
+
+    t0 = time.perf_counter()
+    input_sha = input_hashes(inputs)
+    cfg = config
+    if prepared is None:
+        prepared, net = _load(**load)
+    else:
+        from .models import check_finite_model
+
+        net = load["model"]
+        check_finite_model(net)
+    bundle, request = prepared.bundle, prepared.request
     xf, yf = bundle.stack_train(request.ids)
     stages = {"load": time.perf_counter() - t0}
     t0 = time.perf_counter()
     log(f"l2ul: {bundle.name}: forgetting {len(request.ids)} instance(s) with {method} ({request.task}); "
         f"device {cfg.device or 'auto'}")
     result = unlearn(net, xf, yf, method=method, task=request.task, targets=request.targets, config=cfg,
-                     data=data, progress=progress)
+                     data=prepared.data, progress=progress, ingredients=prepared.ingredients)
     stages["unlearn"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    eval_sample = retain_eval_sample(bundle, retain_eval_size)
-    eval_ids = retain_eval_subset(bundle, request.ids, retain_eval_size)
-    retain_total = len(bundle.retain_indices(request.ids))
-    log(f"l2ul: evaluating on D_f ({len(request.ids)}), D_r ({len(eval_ids)}"
-        f"{' random' if len(eval_ids) < retain_total else ''}) and D_test ({bundle.n_test})")
-    metrics, per_inst, per_class = evaluate_request(net, result, bundle, request, eval_ids, seed=seed,
-                                                    eval_sample=eval_sample, cache=cache)
+    n_retain_eval, retain_total, figures = _figures(net, result, prepared, retain_eval_size, seed, cfg, cache, log)
+    metrics, per_inst, per_class = figures
     stages["evaluation"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rep = _report(result=result, cfg=cfg, bundle=bundle, dataset_spec=dataset, request=request, inputs=inputs,
-                  input_sha=input_sha, model=net, metrics=metrics, per_inst=per_inst, eval_ids=eval_ids,
-                  retain_total=retain_total, argv=argv)
+    rep = _report(result=result, cfg=cfg, bundle=bundle, dataset_spec=prepared.dataset_spec or bundle.name,
+                  request=request, inputs=inputs, input_sha=input_sha, model=net, metrics=metrics,
+                  per_inst=per_inst, n_retain_eval=n_retain_eval, retain_total=retain_total, argv=argv)
     rep["per_class_test"] = per_class
     rep["thumbnails"] = report_thumbnails(xf, [r["id"] for r in per_inst])
     stages["report"] = time.perf_counter() - t0
     # the request's wall time by stage (the unlearning's own parts are in timings_s); publishing is after
     rep["request_timings_s"] = {**stages, "total_before_publish": sum(stages.values())}
     t0 = time.perf_counter()
-    write_model = result.converged or (keep_unconverged and result.status != "diverged")
+    write_model = prepared.write_model and (result.converged or (keep_unconverged and result.status != "diverged"))
     model_path = _publish(result.model if write_model else None, out, rep, report_path)
     stages["publish"] = time.perf_counter() - t0
     return RequestOutcome(result=result, metrics=metrics, report=rep, report_path=report_path,
                           model_path=model_path, per_instance=per_inst, timings=stages)
+
+
+def _figures(net, result, prepared: PreparedRequest, retain_eval_size, seed, cfg, cache, log):
+    """``(D_r size, remaining-data size, (metrics, per_instance, per_class))``: on the fixed D_r sample and the
+    test split, or on the sets a prepared request brings (with the original's evaluation on them)."""
+    bundle, request = prepared.bundle, prepared.request
+    retain_total = len(bundle.retain_indices(request.ids))
+    if prepared.original is not None:
+        sets = dict(forget=bundle.stack_train(request.ids), retain=prepared.retain, test=prepared.test)
+        log(f"l2ul: evaluating on D_f ({len(request.ids)}) and the given D_r and D_test")
+        figures = measure_request(prepared.original, result, bundle, request, sets, seed=seed,
+                                  mia_max_samples=prepared.mia_max_samples, mia_attack=prepared.mia_attack,
+                                  batch_size=cfg.eval_batch_size)
+        return figures[0]["n_retain"], retain_total, figures
+    eval_sample = retain_eval_sample(bundle, retain_eval_size)
+    eval_ids = retain_eval_subset(bundle, request.ids, retain_eval_size)
+    log(f"l2ul: evaluating on D_f ({len(request.ids)}), D_r ({len(eval_ids)}"
+        f"{' random' if len(eval_ids) < retain_total else ''}) and D_test ({bundle.n_test})")
+    figures = evaluate_request(net, result, bundle, request, eval_ids, seed=seed, eval_sample=eval_sample,
+                               cache=cache, batch_size=cfg.eval_batch_size)
+    return len(eval_ids), retain_total, figures
 
 
 def _publish(model: Optional[nn.Module], out: Path, report: Dict[str, Any], report_path: Path) -> Optional[Path]:

@@ -18,14 +18,15 @@ from torch import nn
 
 from ..config import UnlearnConfig
 from ..data import DatasetBundle
-from ..engine import prepare_ingredients, resolve_device, unlearn
+from ..engine import prepare_ingredients, resolve_device
 from ..errors import ConfigError
-from ..evaluation import Predictions, accuracy_from_predictions, evaluate_model, evaluate_unlearning, predict
+from ..evaluation import Predictions, accuracy_from_predictions, evaluate_model, predict
 from ..loading import check_fit
 from ..methods import get_method
 from ..output_cache import cached_predict
+from ..pipeline import PreparedRequest, run_request
 from ..reports import write_json
-from ..requests import random_forget_ids
+from ..requests import DeletionRequest, random_forget_ids
 from .common import (
     DEFAULT_KS,
     DEFAULT_METHODS,
@@ -189,24 +190,6 @@ def _prepare_group(run: _Grid, ev: _Evaluation, k: int, seed: int, pending: List
     return _Group(k, seed, ids, xf, yf, cfg, original, shared, n_adv_methods)
 
 
-def _evaluate_cell(run: _Grid, ev: _Evaluation, g: _Group, result) -> Tuple[Dict[str, Any], Optional[list]]:
-    """The cell's metrics (before and after) and per-instance outcome; only the original's figures for a
-    diverged (non-finite) model."""
-    if result.status != "diverged":
-        metrics = evaluate_unlearning(g.original, result.model, forget=(g.xf, g.yf), retain=ev.retain_data,
-                                      test=ev.test_data, ids=[run.bundle.train_ids[i] for i in g.ids],
-                                      seed=g.seed, batch_size=g.config.eval_batch_size,
-                                      mia_max_samples=run.mia_max_samples, mia_attack=run.mia_attack)
-        per_instance = metrics.pop("per_instance")
-        return metrics, per_instance
-    metrics = {}
-    for key, v in g.original.metrics.items():
-        metrics[key], metrics[f"{key}_before"] = None, v
-    metrics.update(agreement_test=None, forget_success=None, n_forget=len(g.ids),
-                   n_retain=len(ev.retain_pred), n_test=len(ev.test_pred))
-    return metrics, None
-
-
 def _cell_record(run: _Grid, g: _Group, m: str, result, *, t_unlearn: float, t_eval: float,
                  mem: Dict[str, Any], metrics: Dict[str, Any]) -> Dict[str, Any]:
     """The flat record of one cell (the keys in the order of ``results.csv``'s columns)."""
@@ -242,28 +225,35 @@ def _write_cell_file(run: _Grid, g: _Group, m: str, rec: Dict[str, Any], result,
 
 
 def _run_cell(run: _Grid, ev: _Evaluation, g: _Group, m: str) -> None:
-    """Unlearn with method ``m`` on (k, seed), evaluate, record and re-render the outputs."""
+    """Method ``m`` on (k, seed) through the request pipeline (:func:`l2ul.run_request`, as ``l2ul unlearn``
+    runs it: unlearn, evaluate, report with its audit page), with this grid's loaded data, shared ingredients
+    and evaluation sets; record the cell and re-render the outputs."""
     if run.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(run.device)
-    t_cell = time.perf_counter()
     data = {"retain": remaining_data(run.bundle.train, run.oracle_pool, g.config.retain_batch_size, g.seed,
                                      run.num_workers)} if "retain" in run.method_objs[m].data else {}
     data.update(proxy_method_data(run.method_objs[m], run.proxy))
-    result = unlearn(ev.model, g.xf, g.yf, method=m, config=g.config, data=data, progress=run.progress,
-                     ingredients=g.shared)
-    t_unlearn = time.perf_counter() - t_cell
+    request = DeletionRequest(ids=g.ids, source=f"l2ul bench: random_forget_ids({g.k}, seed={g.seed})")
+    prepared = PreparedRequest(bundle=run.bundle, request=request, data=data, ingredients=g.shared,
+                               retain=ev.retain_data, test=ev.test_data, original=g.original,
+                               mia_max_samples=run.mia_max_samples, mia_attack=run.mia_attack, write_model=False,
+                               dataset_spec=run.settings.get("dataset_spec"))
+    name = cell_name(m, g.k, g.seed)
+    # the cell's report and audit page beside its record (cells/<cell>.report.json/.html); no model file
+    outcome = run_request(out=run.out / "cells" / f"{name}.safetensors", report=run.out / "cells" / f"{name}.report.json",
+                          model=ev.model, method=m, config=g.config, seed=g.seed, prepared=prepared, overwrite=True,
+                          progress=run.progress)
+    result, metrics = outcome.result, dict(outcome.metrics)
     mem = peak(run.device)
-    t_eval0 = time.perf_counter()
-    metrics, per_instance = _evaluate_cell(run, ev, g, result)
-    t_eval = time.perf_counter() - t_eval0
-    rec = _cell_record(run, g, m, result, t_unlearn=t_unlearn, t_eval=t_eval, mem=mem, metrics=metrics)
-    _write_cell_file(run, g, m, rec, result, per_instance)
+    rec = _cell_record(run, g, m, result, t_unlearn=outcome.timings["unlearn"],
+                       t_eval=outcome.timings["evaluation"], mem=mem, metrics=metrics)
+    _write_cell_file(run, g, m, rec, result, outcome.per_instance if result.status != "diverged" else None)
     append_jsonl(run.out / "results.jsonl", rec)
     run.records.append(rec)
     run.done.add((m, g.k, g.seed))
     run.n_done += 1
     run.log(cell_line(rec, run.n_done, run.n_cells))
-    del result
+    del result, outcome
     write_bench_outputs(run.out, run.settings, sort_records(run.records, run.methods, run.ks, run.seeds),
                         plots=False)
 
