@@ -31,7 +31,7 @@ from l2ul.evaluation import MIA_MIN_SIGNAL_Z, Predictions, predict
 from l2ul.membership import add_membership_evidence
 
 FAST = ["--pgd-steps", "10", "--adv-per-instance", "2", "--pgd-eps", "0.5", "--max-steps", "300",
-        "--retain-eval-size", "300", "--quiet"]
+        "--retain-eval-size", "300", "--quiet", "--bn", "freeze"]
 IDS = [3, 17, 42]
 URL = re.compile(r"https?://", re.I)
 

@@ -120,7 +120,7 @@ def test_plugin_method_runs_through_the_cli_and_bench(tmp_path, capsys, plugin):
                  "--quiet"]) == 0
     out = tmp_path / "u.safetensors"
     rc = main(["unlearn", "--model", str(base), "--forget-ids", "3,17", "--method", plugin, "--out", str(out),
-               "--retain-eval-size", "100", "--quiet"])
+               "--retain-eval-size", "100", "--quiet", "--bn", "freeze"])   # (bn=train may not hold: exit 5)
     assert rc == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "u.safetensors.report.json").read_text())
     assert report["method"] == plugin and report["metrics"]["acc_forget"] == 0.0

@@ -22,14 +22,12 @@ import numpy as np
 import pytest
 import torch
 
-from _cli_helpers import assert_user_error, run, sha256
+from _cli_helpers import FAST, assert_user_error, run, sha256
 from l2ul.cli import main
 from l2ul.errors import L2ULError
 from l2ul.models import create_model
 from l2ul.models.io import load_model, save_model
 
-FAST = ["--pgd-steps", "10", "--adv-per-instance", "2", "--pgd-eps", "0.5", "--max-steps", "300",
-        "--retain-eval-size", "300", "--quiet", "--synth-images", "64", "--synth-steps", "20", "--repair-steps", "50"]
 # slow enough to be still running seconds after it starts (thousands of adversarial examples, 500 PGD steps)
 SLOW = ["--pgd-steps", "500", "--adv-per-instance", "3000", "--pgd-eps", "0.5", "--quiet"]
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")

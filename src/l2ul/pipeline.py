@@ -59,6 +59,23 @@ class RequestOutcome:
     def status(self) -> str:
         return self.result.status
 
+    @property
+    def verdict(self) -> str:
+        """:func:`verdict_of` the result: ``holds``, ``does_not_hold``, ``not_converged`` or ``diverged``."""
+        return verdict_of(self.result)
+
+
+def verdict_of(result) -> str:
+    """Whether a request was honoured: ``holds`` (converged, and the forgetting holds with the original
+    batch-norm statistics, or the model has none), ``does_not_hold`` (converged only thanks to batch-norm
+    statistics that drifted during unlearning: with the original ones the instances would be back),
+    ``not_converged`` (the step budget ran out) or ``diverged``. Only ``holds`` is a success."""
+    if result.status == "diverged":
+        return "diverged"
+    if not result.converged:
+        return "not_converged"
+    return "does_not_hold" if result.holds_with_original_bn_stats is False else "holds"
+
 
 @dataclass
 class PreparedRequest:
@@ -143,7 +160,7 @@ def _report(*, result, cfg, bundle, dataset_spec, request, inputs, input_sha, mo
         "l2ul_report": 1, "command": "unlearn", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "argv": list(argv or []),
         "versions": versions(), "machine": machine(result.device),
-        "status": result.status, "converged": result.converged,
+        "status": result.status, "converged": result.converged, "verdict": verdict_of(result),
         "message": result.message, "steps": result.steps, "timings_s": result.timings, "phases": result.phases,
         "method": result.method, "task": result.task, "config": cfg.to_dict(), "device": result.device,
         "dataset": {"spec": dataset_spec, "name": bundle.name, "n_train": bundle.n_train, "n_test": bundle.n_test,
@@ -203,7 +220,8 @@ def claim_outputs(out, report, *, overwrite: bool, inputs: Sequence[str], log: O
     First every check that needs no lock (an input, a path that is not a regular file, an unwritable
     folder); then, under :func:`l2ul.publish.output_lock` (so a concurrent run with the same outputs fails at
     once), the removal of an output an interrupted publish left incomplete
-    (:func:`l2ul.publish.recover_incomplete`) and the existence checks (``overwrite``)."""
+    (:func:`l2ul.publish.recover_incomplete`) and the existence checks (``overwrite``; the report and audit page
+    of an earlier run that wrote no model at ``out`` never block its retry)."""
     from .publish import output_lock, recover_incomplete
 
     out, report_path = _output_paths(out, report, True, inputs)
@@ -211,7 +229,26 @@ def claim_outputs(out, report, *, overwrite: bool, inputs: Sequence[str], log: O
         note = recover_incomplete(out)
         if note and log:
             log(note)
-        yield _output_paths(out, report_path, overwrite, inputs)
+        retry = not overwrite and _report_of_a_run_without_model(out, report_path)
+        if retry and log:
+            log(f"l2ul: replacing {report_path}, the report of an earlier run that wrote no model")
+        # a retry of a run that wrote no model replaces that run's report and audit page (``out`` is absent)
+        yield _output_paths(out, report_path, overwrite or retry, inputs)
+
+
+def _report_of_a_run_without_model(out: Path, report_path: Path) -> bool:
+    """Whether ``out`` is absent and ``report_path`` is an l2ul report of a run that wrote no model at ``out``
+    (it failed, or did not converge without ``--keep-unconverged``): such a report does not block a retry."""
+    import json
+
+    if out.exists() or not report_path.is_file():
+        return False
+    try:
+        rep = json.loads(report_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(rep, dict) and rep.get("l2ul_report") is not None and rep.get("command") == "unlearn"
+            and isinstance(rep.get("output_model"), dict) and rep["output_model"].get("path") is None)
 
 
 def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, None] = None,
@@ -272,7 +309,7 @@ def _load(*, model, arch, weights, num_classes, dataset, data_dir, download, for
           relabel_to, seed, method, proxy, allow_training_proxy) -> Tuple[PreparedRequest, nn.Module]:
     """Load and check what :func:`run_request` names: the dataset, the model, the request, the method's data."""
     from .data import load_dataset
-    from .loading import check_fit, load_model_from
+    from .loading import adopt_class_names, check_fit, load_model_from
     from .requests import build_request
 
     bundle = load_dataset(dataset, data_dir=data_dir, download=download)
@@ -284,6 +321,7 @@ def _load(*, model, arch, weights, num_classes, dataset, data_dir, download, for
     else:
         net = load_model_from(model=model, arch=arch, weights=weights, num_classes=num_classes)
     check_fit(net, bundle)
+    adopt_class_names(net, bundle)          # a foreign checkpoint's model gets the dataset's class names
     request = build_request(n_train=bundle.n_train, train_labels=bundle.train_labels, num_classes=bundle.num_classes,
                             forget_ids=forget_ids, forget_random=forget_random, relabel_to=relabel_to, seed=seed,
                             train_ids=bundle.train_ids, class_names=bundle.class_names)
@@ -330,7 +368,10 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], seed, metho
     # the request's wall time by stage (the unlearning's own parts are in timings_s); publishing is after
     rep["request_timings_s"] = {**stages, "total_before_publish": sum(stages.values())}
     t0 = time.perf_counter()
-    write_model = prepared.write_model and (result.converged or (keep_unconverged and result.status != "diverged"))
+    # the model is published when the request is met and holds with the original batch-norm statistics;
+    # otherwise (not converged, or the forgetting lives in drifted statistics) only with keep_unconverged
+    write_model = prepared.write_model and result.status != "diverged" and (
+        verdict_of(result) == "holds" or keep_unconverged)
     model_path = _publish(result.model if write_model else None, out, rep, report_path)
     stages["publish"] = time.perf_counter() - t0
     return RequestOutcome(result=result, metrics=metrics, report=rep, report_path=report_path,

@@ -84,6 +84,7 @@ def measure_request(before, result, bundle, request, sets: Dict[str, Any], *, se
     else:
         metrics, per_inst = _diverged_figures(before, ids, request)
     add_membership_evidence(per_inst, before.predictions, after)
+    _name_classes(per_inst, bundle.class_names)
     per_class = per_class_accuracy(before.predictions["test"], None if after is None else after["test"],
                                    class_names=bundle.class_names)
     return metrics, per_inst, per_class
@@ -103,3 +104,14 @@ def _diverged_figures(before, ids, request):
                  "confidence_before": float(pf.pred_confidence[i]), "confidence_after": None,
                  "forgotten": None} for i in range(len(ids))]
     return metrics, per_inst
+
+
+def _name_classes(per_inst, names) -> None:
+    """Each instance's label, target and predictions by the dataset's class names too (``*_name``)."""
+    if not names:
+        return
+    for r in per_inst:
+        for key in ("label", "target", "pred_before", "pred_after"):
+            v = r.get(key)
+            if isinstance(v, int) and 0 <= v < len(names):
+                r[f"{key}_name"] = str(names[v])

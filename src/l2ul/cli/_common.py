@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 EXIT_USER_ERROR, EXIT_NOT_CONVERGED, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 4, 130
+EXIT_DOES_NOT_HOLD = 5  # converged, but the forgetting does not hold with the original batch-norm statistics
 EXIT_TERMINATED = 128 + 15  # SIGTERM
 
 

@@ -1,7 +1,7 @@
 """``l2ul unlearn``: one deletion request (:func:`l2ul.pipeline.run_request`), printed."""
 from __future__ import annotations
 
-from ._common import EXIT_DIVERGED, EXIT_NOT_CONVERGED, eprint, privacy_line
+from ._common import EXIT_DIVERGED, EXIT_DOES_NOT_HOLD, EXIT_NOT_CONVERGED, eprint, privacy_line
 from ._conventions import LOGGER, add_progress_arguments, info, progress_of
 from ._options import (
     add_config_arguments,
@@ -35,7 +35,8 @@ def add_arguments(p) -> None:
                                                    "beside it)")
     g.add_argument("--overwrite", action="store_true", help="allow replacing existing output files")
     g.add_argument("--keep-unconverged", action="store_true",
-                   help="write the model even if the step budget ran out before the request was met")
+                   help="write the model even if the request was not met: the step budget ran out, or the "
+                        "forgetting does not hold with the original batch-norm statistics (exit codes 3 and 5)")
     g.add_argument("--retain-eval-size", type=count_arg, default=10000, metavar="N",
                    help="measure D_r on the dataset's fixed sample of N training instances (the same for "
                         "every request), less the request's (0 = all; default %(default)s)")
@@ -55,8 +56,8 @@ def cmd_unlearn(args) -> int:
         retain_eval_size=args.retain_eval_size, progress=progress_of(args), log=info,
         argv=getattr(args, "argv", None))
     _print_outcome(outcome, args)
-    result = outcome.result
-    return 0 if result.converged else (EXIT_DIVERGED if result.status == "diverged" else EXIT_NOT_CONVERGED)
+    return {"holds": 0, "does_not_hold": EXIT_DOES_NOT_HOLD, "not_converged": EXIT_NOT_CONVERGED,
+            "diverged": EXIT_DIVERGED}[outcome.verdict]
 
 
 def _points(metrics, key: str) -> str:
@@ -85,7 +86,8 @@ def verdict(outcome) -> str:
     elif result.holds_with_original_bn_stats is False:
         back = round((1 - score) * k) if relabel else round(score * k)
         head = (f"DOES NOT HOLD: {every} {what}, but with the original batch-norm statistics "
-                f"{back} of {k} would be back: the forgetting lives in drifted statistics, not in the weights")
+                f"{back} of {k} would be back: the forgetting lives in drifted statistics, not in the weights; "
+                f"{written} (try --bn freeze, or the default method)")
     else:
         also = ("also with the original batch-norm statistics" if score is not None
                 else "(the model has no batch-norm statistics)")
