@@ -85,7 +85,8 @@ class TargetedL2PGD:
         self.model, self.eps, self.alpha, self.steps = model, float(eps), float(alpha), int(steps)
         self.random_start, self.batch_size = random_start, int(batch_size)
 
-    def _attack_batch(self, x: torch.Tensor, target: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    def _attack_batch(self, x: torch.Tensor, target: torch.Tensor, generator: Optional[torch.Generator],
+                      on_step=None) -> torch.Tensor:
         if self.random_start:
             noise = torch.rand(tuple(x.shape), generator=generator)   # CPU draw: same start on every device
             delta = clip_l2(noise.to(x.device) - x, self.eps)
@@ -102,6 +103,8 @@ class TargetedL2PGD:
                 delta = delta - self.alpha * grad / _l2_norm(grad).clamp_min(_GRAD_NORM_FLOOR)
                 delta = (x + delta).clamp_(0.0, 1.0) - x
                 delta = clip_l2(delta, self.eps)
+            if on_step is not None:
+                on_step()
         return (x + delta).detach().clamp_(0.0, 1.0)
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -145,7 +148,8 @@ def generate_adversarial_set(model: nn.Module, images: torch.Tensor, labels: tor
     """``per_instance`` targeted adversarial examples of every forget instance, each toward a fresh uniformly
     random wrong label, generated on ``model`` (the original, before unlearning) in large batches.
 
-    ``progress``: optional callable ``progress(n_done)`` called after each batch.
+    ``progress``: optional callable ``progress(n_done)``, called after every PGD iteration with the examples
+    done so far, counting a batch's iterations in fractions (a batch of 512 takes ``steps`` iterations).
     """
     k = images.shape[0]
     source = torch.arange(k, device=images.device).repeat(per_instance)          # instance index per example
@@ -155,9 +159,17 @@ def generate_adversarial_set(model: nn.Module, images: torch.Tensor, labels: tor
     out = []
     with frozen_eval(model):
         for start in range(0, x_all.shape[0], batch_size):
-            out.append(attack._attack_batch(x_all[start:start + batch_size], targets[start:start + batch_size], generator))
+            n = min(batch_size, x_all.shape[0] - start)
+            it = [0]
+
+            def on_step(start=start, n=n, it=it):
+                it[0] += 1
+                progress(start + n * it[0] / max(steps, 1))
+
+            out.append(attack._attack_batch(x_all[start:start + batch_size], targets[start:start + batch_size],
+                                            generator, on_step=on_step if progress is not None else None))
             if progress is not None:
-                progress(min(start + batch_size, x_all.shape[0]))
+                progress(start + n)
     adv = torch.cat(out) if out else x_all.clone()
     return AdversarialSet(images=adv, labels=targets, source=source)
 
@@ -172,7 +184,7 @@ def make_adversarial_set(model: nn.Module, images: torch.Tensor, labels: torch.T
     from ._progress import progress_bar
 
     gen = generator if generator is not None else torch.Generator().manual_seed(config.seed)
-    bar = progress_bar(progress, images.shape[0] * config.adv_per_instance, "adversarial examples")
+    bar = progress_bar(progress, images.shape[0] * config.adv_per_instance, "adversarial examples", fractional=True)
     t0 = time.perf_counter()
     adv = generate_adversarial_set(
         model, images, labels, num_classes, per_instance=config.adv_per_instance, eps=config.pgd_eps,

@@ -176,7 +176,7 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
     last_good = copy.deepcopy(work.state_dict()) if repair else None
     run = _PhaseRun()
     label = method_name if phase.name == "optimization" else f"{method_name}: {phase.name}"
-    bar = progress_bar(progress, phase.max_steps, f"unlearning ({label})")
+    bar = progress_bar(progress, phase.max_steps, f"unlearning ({label}), steps", up_to=True)
     while run.status is None:
         if run.steps >= phase.max_steps:
             run.status = "budget_exhausted" if not repair else "converged"

@@ -169,14 +169,18 @@ def _logits_of(out: Any) -> torch.Tensor:
 
 
 def predict(model: nn.Module, data: DataLike, *, batch_size: int = 1024,
-            device: Union[str, torch.device, None] = None) -> Predictions:
+            device: Union[str, torch.device, None] = None, progress: Optional[str] = None) -> Predictions:
     """Run ``model`` over ``data`` and return its :class:`Predictions`.
 
     The model runs in eval mode under ``torch.inference_mode``; the train/eval flag of every submodule is
     restored afterwards. It runs on the device of its parameters; if ``device`` names another device the model
     is moved there for the call and moved back afterwards. Images are expected as float NCHW in [0, 1].
+    ``progress``: a description to show a progress bar (images done) under, or ``None`` for none.
     """
+    from ._progress import progress_bar
+
     loader = as_loader(data, batch_size)
+    bar = progress_bar(progress is not None, _n_images(loader), progress or "")
     home = _model_device(model)
     dev = torch.device(device) if device is not None else home
     modes = [(m, m.training) for m in model.modules()]
@@ -198,7 +202,11 @@ def predict(model: nn.Module, data: DataLike, *, batch_size: int = 1024,
                 out = _logits_of(model(x.to(dev)))
                 logits_parts.append(out.detach().float().cpu())
                 label_parts.append(torch.as_tensor(y).long().cpu())
+                if bar is not None:
+                    bar.update(int(x.shape[0]))
     finally:
+        if bar is not None:
+            bar.close()
         if moved:
             model.to(home)
         for m, training in modes:
@@ -210,11 +218,19 @@ def predict(model: nn.Module, data: DataLike, *, batch_size: int = 1024,
 
 
 def predict_splits(model: nn.Module, *, forget: DataLike, retain: DataLike, test: DataLike,
-                   batch_size: int = 1024, device: Union[str, torch.device, None] = None
-                   ) -> Dict[str, Predictions]:
+                   batch_size: int = 1024, device: Union[str, torch.device, None] = None,
+                   progress: bool = False) -> Dict[str, Predictions]:
     """:func:`predict` on each split; returns ``{"forget": ..., "retain": ..., "test": ...}``."""
-    return {name: predict(model, d, batch_size=batch_size, device=device)
-            for name, d in (("forget", forget), ("retain", retain), ("test", test))}
+    return {name: predict(model, d, batch_size=batch_size, device=device,
+                          progress=f"evaluating on {label}" if progress else None)
+            for name, label, d in (("forget", "D_f", forget), ("retain", "D_r", retain), ("test", "D_test", test))}
+
+
+def _n_images(loader: DataLoader) -> Optional[int]:
+    try:
+        return len(loader.dataset)
+    except TypeError:
+        return None
 
 
 # ------------------------------------------------------------------------------------------------ metrics

@@ -85,12 +85,12 @@ def _read(path: Path, key: str) -> Optional[Predictions]:
 
 def cached_predict(model: nn.Module, data: DataLike, *, batch_size: int = 1024,
                    device: Union[str, torch.device, None] = None, enabled: Optional[bool] = None,
-                   cache_dir: Union[str, Path, None] = None) -> Predictions:
+                   cache_dir: Union[str, Path, None] = None, progress: Optional[str] = None) -> Predictions:
     """:func:`l2ul.evaluation.predict`, read from the outputs cache when this model already ran on exactly
     these inputs with these settings (see the module docstring), else computed and stored.
     ``predictions.from_cache`` tells which."""
     if not cache_enabled(enabled):
-        return _marked(predict(model, data, batch_size=batch_size, device=device), False)
+        return _marked(predict(model, data, batch_size=batch_size, device=device, progress=progress), False)
     dev = torch.device(device) if device is not None else next(
         (t.device for t in model.parameters()), torch.device("cpu"))
     key = _key(model, data, batch_size, dev)
@@ -99,7 +99,7 @@ def cached_predict(model: nn.Module, data: DataLike, *, batch_size: int = 1024,
         hit = _read(path, key)
         if hit is not None:
             return _marked(hit, True)
-    out = predict(model, data, batch_size=batch_size, device=device)
+    out = predict(model, data, batch_size=batch_size, device=device, progress=progress)
     from safetensors.torch import save_file
 
     try:

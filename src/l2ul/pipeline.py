@@ -355,7 +355,8 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], seed, metho
                      data=prepared.data, progress=progress, ingredients=prepared.ingredients)
     stages["unlearn"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    n_retain_eval, retain_total, figures = _figures(net, result, prepared, retain_eval_size, seed, cfg, cache, log)
+    n_retain_eval, retain_total, figures = _figures(net, result, prepared, retain_eval_size, seed, cfg, cache, log,
+                                                    progress)
     metrics, per_inst, per_class = figures
     stages["evaluation"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -378,7 +379,7 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], seed, metho
                           model_path=model_path, per_instance=per_inst, timings=stages)
 
 
-def _figures(net, result, prepared: PreparedRequest, retain_eval_size, seed, cfg, cache, log):
+def _figures(net, result, prepared: PreparedRequest, retain_eval_size, seed, cfg, cache, log, progress):
     """``(D_r size, remaining-data size, (metrics, per_instance, per_class))``: on the fixed D_r sample and the
     test split, or on the sets a prepared request brings (with the original's evaluation on them)."""
     bundle, request = prepared.bundle, prepared.request
@@ -388,14 +389,14 @@ def _figures(net, result, prepared: PreparedRequest, retain_eval_size, seed, cfg
         log(f"l2ul: evaluating on D_f ({len(request.ids)}) and the given D_r and D_test")
         figures = measure_request(prepared.original, result, bundle, request, sets, seed=seed,
                                   mia_max_samples=prepared.mia_max_samples, mia_attack=prepared.mia_attack,
-                                  batch_size=cfg.eval_batch_size)
+                                  batch_size=cfg.eval_batch_size, progress=progress)
         return figures[0]["n_retain"], retain_total, figures
     eval_sample = retain_eval_sample(bundle, retain_eval_size)
     eval_ids = retain_eval_subset(bundle, request.ids, retain_eval_size)
     log(f"l2ul: evaluating on D_f ({len(request.ids)}), D_r ({len(eval_ids)}"
         f"{' random' if len(eval_ids) < retain_total else ''}) and D_test ({bundle.n_test})")
     figures = evaluate_request(net, result, bundle, request, eval_ids, seed=seed, eval_sample=eval_sample,
-                               cache=cache, batch_size=cfg.eval_batch_size)
+                               cache=cache, batch_size=cfg.eval_batch_size, progress=progress)
     return len(eval_ids), retain_total, figures
 
 

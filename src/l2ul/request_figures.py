@@ -44,7 +44,7 @@ def retain_eval_subset(bundle, exclude: Sequence[int], size: int, seed: Optional
 
 def evaluate_request(original: nn.Module, result, bundle, request, eval_ids: np.ndarray, *, seed: int,
                      mia_max_samples: Optional[int] = 5000, eval_sample: Optional[np.ndarray] = None,
-                     cache: Optional[bool] = None, batch_size: int = 1024):
+                     cache: Optional[bool] = None, batch_size: int = 1024, progress: bool = False):
     """Metrics before and after on D_f, the D_r subset ``eval_ids`` and D_test; the per-instance outcome, with
     its membership percentiles (:func:`l2ul.membership.add_membership_evidence`); the per-class D_test
     accuracy (:func:`l2ul.audit.per_class_accuracy`). The original's outputs come from
@@ -56,17 +56,20 @@ def evaluate_request(original: nn.Module, result, bundle, request, eval_ids: np.
     # the original's outputs are the same for every request on this model and data: from the outputs cache,
     # on the whole fixed D_r sample (``eval_sample``, of which ``eval_ids`` is the request's part)
     whole = {"retain": bundle.train_subset(eval_sample)} if eval_sample is not None else {}
+    names = {"forget": "D_f", "retain": "D_r", "test": "D_test"}
     preds = {s: cached_predict(original, whole.get(s, sets[s]), batch_size=batch_size, device=result.device,
-                               enabled=cache) for s in SPLITS}
+                               enabled=cache, progress=f"the original on {names[s]}" if progress else None)
+             for s in SPLITS}
     if eval_sample is not None:
         preds["retain"] = preds["retain"].subset(np.searchsorted(eval_sample, eval_ids))
     before = evaluate_model(preds, seed=seed, mia_max_samples=mia_max_samples)
     return measure_request(before, result, bundle, request, sets, seed=seed, mia_max_samples=mia_max_samples,
-                           batch_size=batch_size)
+                           batch_size=batch_size, progress=progress)
 
 
 def measure_request(before, result, bundle, request, sets: Dict[str, Any], *, seed: int,
-                    mia_max_samples: Optional[int], mia_attack: str = "svc", batch_size: int = 1024):
+                    mia_max_samples: Optional[int], mia_attack: str = "svc", batch_size: int = 1024,
+                    progress: bool = False):
     """The unlearned model's figures against the original's ``before`` (a
     :class:`~l2ul.evaluation.ModelEvaluation` on ``sets``: ``forget``, ``retain``, ``test``), the per-instance
     outcome with its membership evidence, and the per-class D_test accuracy."""
@@ -77,7 +80,7 @@ def measure_request(before, result, bundle, request, sets: Dict[str, Any], *, se
     ids = [bundle.train_ids[i] for i in request.ids]
     after = None
     if result.status != "diverged":
-        after = predict_splits(result.model, **sets, batch_size=batch_size, device=result.device)
+        after = predict_splits(result.model, **sets, batch_size=batch_size, device=result.device, progress=progress)
         metrics = evaluate_unlearning(before, after, ids=ids, targets=request.targets, **sets, seed=seed,
                                       batch_size=batch_size, mia_max_samples=mia_max_samples, mia_attack=mia_attack)
         per_inst = metrics.pop("per_instance")
