@@ -20,7 +20,7 @@ from l2ul.bench.store import save_checkpoint
 from l2ul.cli._options import config_from_args
 from l2ul.data import load_dataset
 from l2ul.engine import unlearn
-from l2ul.errors import DataError, L2ULError
+from l2ul.errors import ConfigError, DataError, L2ULError
 from l2ul.requests import random_forget_ids
 
 CFG = UnlearnConfig(pgd_steps=5, adv_per_instance=2, max_steps=50, pgd_eps=0.5, retain_batch_size=64, device="cpu")
@@ -385,3 +385,24 @@ def test_cli_args_and_main(model, tmp_path, monkeypatch):
         cli_bench.cmd_bench(args)
     with pytest.raises(L2ULError, match="no model given"):
         real_load(parser.parse_args(["--dataset", "digits", "--out", "o"]))
+
+
+def test_bench_relabel_task_meets_random_targets(bundle, model, tmp_path):
+    """task="relabel": each cell relabels its instances to the random wrong classes `l2ul unlearn
+    --relabel-to random` draws for the same ids and seed; the settings hash the task."""
+    from l2ul.requests import parse_relabel_targets
+
+    kw = {**COMMON, "methods": ["neggrad", "repair"], "ks": [4], "seeds": [0]}
+    records = run_bench(model, bundle, out_dir=tmp_path / "r", log=None, task="relabel", **kw)
+    assert {r["method"] for r in records} == {"neggrad", "repair"}
+    assert all(r["forget_success"] == 1.0 and r["converged"] for r in records)
+    settings = json.loads((tmp_path / "r" / "settings.json").read_text())
+    assert settings["hashed"]["task"] == "relabel"
+    report = json.loads((tmp_path / "r" / "cells" / "repair_k4_s0.report.json").read_text())
+    ids = random_forget_ids(4, n_train=1437, seed=0)
+    labels = bundle.train_labels[ids]
+    assert report["task"] == "relabel"
+    assert report["request"]["targets"] == parse_relabel_targets("random", labels=labels, num_classes=10, seed=0)
+    assert [p["pred_after"] for p in report["per_instance"]] == report["request"]["targets"]
+    with pytest.raises(ConfigError, match="task"):
+        run_bench(model, bundle, out_dir=tmp_path / "x", log=None, task="unseen", **kw)

@@ -26,7 +26,7 @@ from ..methods import get_method
 from ..output_cache import cached_predict
 from ..pipeline import PreparedRequest, run_request
 from ..reports import write_json
-from ..requests import DeletionRequest, random_forget_ids
+from ..requests import DeletionRequest, parse_relabel_targets, random_forget_ids
 from .common import (
     DEFAULT_KS,
     DEFAULT_METHODS,
@@ -72,6 +72,7 @@ class _Grid:
     num_workers: int
     test_eval: Optional[np.ndarray] = None       # D_test indices (None: the whole test split)
     proxy: Optional[torch.Tensor] = None          # proxy images split from the test set (proxy_test_split)
+    task: str = "misclassify"                     # or "relabel": random wrong targets per (k, seed)
     out: Path = Path()
     records: List[Dict[str, Any]] = field(default_factory=list)
     done: Set[Tuple[str, int, int]] = field(default_factory=set)
@@ -103,12 +104,14 @@ class _Group:
     original: Any
     shared: Dict[str, Any]
     n_adv_methods: int
+    targets: Optional[List[int]] = None            # relabel targets (task "relabel")
 
 
 def _plan(model: nn.Module, bundle: DatasetBundle, cfg0: UnlearnConfig, device: torch.device, *,
           methods: List[str], ks: List[int], seeds: List[int], retain_eval_size: Optional[int],
           oracle_pool_size: Optional[int], mia_max_samples: Optional[int], mia_attack: str, progress: bool,
-          log: Log, config_name: Optional[str], num_workers: int, proxy_test_split: Optional[int] = None) -> _Grid:
+          log: Log, config_name: Optional[str], num_workers: int, proxy_test_split: Optional[int] = None,
+          task: str = "misclassify") -> _Grid:
     """The forget sets, the D_r subset and oracle pool, the proxy split, and the settings of a grid run."""
     n_train = bundle.n_train
     forget = {(k, s): random_forget_ids(k, n_train=n_train, seed=s) for k in ks for s in seeds}
@@ -130,7 +133,7 @@ def _plan(model: nn.Module, bundle: DatasetBundle, cfg0: UnlearnConfig, device: 
         forget_desc=(f"k training instances per request, random_forget_ids(k, seed) for k in {ks}, seeds {seeds} "
                      "(un-augmented images)"),
         extra_hashed={"ks": sorted(ks), "seeds": sorted(seeds), "mia_max_samples": mia_max_samples,
-                      "mia_attack": mia_attack, "task": "misclassify", **proxy_hashed(proxy_idx)},
+                      "mia_attack": mia_attack, "task": task, **proxy_hashed(proxy_idx)},
         device=device, config_name=config_name, methods=methods, notes=notes)
     if proxy_idx is not None:
         settings["test"] = proxy_describe(proxy_idx, test_eval)
@@ -138,7 +141,7 @@ def _plan(model: nn.Module, bundle: DatasetBundle, cfg0: UnlearnConfig, device: 
                  method_objs=method_objs, forget=forget, retain_eval=retain_eval, oracle_pool=oracle_pool,
                  settings=settings, mia_max_samples=mia_max_samples, mia_attack=mia_attack, progress=progress,
                  log=log, config_name=config_name, num_workers=num_workers, test_eval=test_eval,
-                 proxy=proxy_images(bundle, proxy_idx))
+                 proxy=proxy_images(bundle, proxy_idx), task=task)
 
 
 def _open(run: _Grid, out_dir) -> int:
@@ -183,11 +186,15 @@ def _prepare_group(run: _Grid, ev: _Evaluation, k: int, seed: int, pending: List
                               seed=seed, mia_max_samples=run.mia_max_samples, mia_attack=run.mia_attack)
     # every ingredient a pending method declares is prepared once per (k, seed), exactly as the
     # engine would prepare it first, and passed to each method that declares it
+    targets = None
+    if run.task == "relabel":   # what `l2ul unlearn --relabel-to random` draws for these ids and seed
+        targets = parse_relabel_targets("random", labels=yf.numpy(), num_classes=run.bundle.num_classes, seed=seed)
     needed = [n for m in pending for n in run.method_objs[m].ingredients]
     shared = prepare_ingredients(ev.model, xf.to(run.device), yf.to(run.device), needed, config=cfg,
-                                 progress=run.progress, data={"proxy": run.proxy} if run.proxy is not None else None)
+                                 task=run.task, targets=targets, progress=run.progress,
+                                 data={"proxy": run.proxy} if run.proxy is not None else None)
     n_adv_methods = sum("adversarial" in run.method_objs[m].ingredients for m in run.methods)
-    return _Group(k, seed, ids, xf, yf, cfg, original, shared, n_adv_methods)
+    return _Group(k, seed, ids, xf, yf, cfg, original, shared, n_adv_methods, targets)
 
 
 def _cell_record(run: _Grid, g: _Group, m: str, result, *, t_unlearn: float, t_eval: float,
@@ -233,7 +240,9 @@ def _run_cell(run: _Grid, ev: _Evaluation, g: _Group, m: str) -> None:
     data = {"retain": remaining_data(run.bundle.train, run.oracle_pool, g.config.retain_batch_size, g.seed,
                                      run.num_workers)} if "retain" in run.method_objs[m].data else {}
     data.update(proxy_method_data(run.method_objs[m], run.proxy))
-    request = DeletionRequest(ids=g.ids, source=f"l2ul bench: random_forget_ids({g.k}, seed={g.seed})")
+    request = DeletionRequest(ids=g.ids, targets=g.targets, task=run.task,
+                              source=f"l2ul bench: random_forget_ids({g.k}, seed={g.seed})"
+                              + (" --relabel-to random" if g.targets is not None else ""))
     prepared = PreparedRequest(bundle=run.bundle, request=request, data=data, ingredients=g.shared,
                                retain=ev.retain_data, test=ev.test_data, original=g.original,
                                mia_max_samples=run.mia_max_samples, mia_attack=run.mia_attack, write_model=False,
@@ -281,7 +290,7 @@ def run_bench(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[str]
               out_dir, retain_eval_size: Optional[int] = 10000, oracle_pool_size: Optional[int] = None,
               mia_max_samples: Optional[int] = 5000, mia_attack: str = "svc", progress: bool = True,
               log: Optional[Log] = print, config_name: Optional[str] = None, num_workers: int = 0,
-              proxy_test_split: Optional[int] = None) -> List[Dict[str, Any]]:
+              proxy_test_split: Optional[int] = None, task: str = "misclassify") -> List[Dict[str, Any]]:
     """Run every (method, k, seed) cell of the grid on ``model`` (the original, left untouched) and return
     one flat record per cell (see :mod:`l2ul.bench` for what is measured and written).
 
@@ -290,6 +299,8 @@ def run_bench(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[str]
     oracle pool size, MIA settings) raises :class:`L2ULError` asking for a new ``out_dir``. ``methods`` may
     change between runs. ``config.seed`` is replaced by each cell's grid seed. ``proxy_test_split=N``: N test
     images become the proxy of methods that use one (:mod:`l2ul.bench.proxy`); D_test is the rest.
+    ``task="relabel"``: every request relabels its instances to random wrong classes (drawn as ``l2ul unlearn
+    --relabel-to random`` draws them with the cell's seed) instead of misclassifying them.
     """
     cfg0 = (config or UnlearnConfig()).validate()
     methods = resolve_methods(methods)
@@ -298,11 +309,13 @@ def run_bench(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[str]
     log = log or (lambda s: None)
     if mia_attack not in ("svc", "logistic"):
         raise ConfigError(f"mia_attack must be 'svc' or 'logistic', got {mia_attack!r}")
+    if task not in ("misclassify", "relabel"):
+        raise ConfigError(f"task must be 'misclassify' or 'relabel' (random targets), got {task!r}")
     device = resolve_device(cfg0.device)
     run = _plan(model, bundle, cfg0, device, methods=methods, ks=ks, seeds=seeds, retain_eval_size=retain_eval_size,
                 oracle_pool_size=oracle_pool_size, mia_max_samples=mia_max_samples, mia_attack=mia_attack,
                 progress=progress, log=log, config_name=config_name, num_workers=num_workers,
-                proxy_test_split=proxy_test_split)
+                proxy_test_split=proxy_test_split, task=task)
     if _open(run, out_dir):
         _run_cells(run, model)
     records = sort_records(run.records, methods, ks, seeds)
