@@ -28,3 +28,18 @@ def test_unlearn_shows_step_bounds_and_evaluation_progress(capsys, tmp_path, mon
     assert "adversarial examples" in err and "of at most 300" in err          # the step budget as a bound
     for what in ("the original on D_r", "the original on D_test", "evaluating on D_r", "evaluating on D_test"):
         assert what in err, what
+
+
+def test_the_api_shows_progress_by_default_only_on_a_terminal(monkeypatch):
+    import io
+
+    from l2ul._progress import auto_progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert auto_progress(None) is False and auto_progress(True) is True
+    monkeypatch.setattr("sys.stderr", Tty())
+    assert auto_progress(None) is True and auto_progress(False) is False

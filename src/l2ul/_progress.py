@@ -9,6 +9,17 @@ _UP_TO = "{desc}: {n_fmt} of at most {total_fmt} [{elapsed}, {rate_fmt}{postfix}
 _FRACTIONAL = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 
 
+def auto_progress(progress) -> bool:
+    """``progress`` if given, else whether stderr is a terminal (an API call in a notebook or a shell shows its
+    bars; one in a pipeline, a log or a test stays silent)."""
+    if progress is not None:
+        return bool(progress)
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def progress_bar(enabled: bool, total: int, desc: str, *, up_to: bool = False, fractional: bool = False):
     """A tqdm bar on stderr, or ``None`` when disabled. ``up_to``: ``total`` is a budget the loop may stop
     before (the bar shows no ETA); ``fractional``: updated in fractions of a unit."""

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from ._progress import progress_bar
+from ._progress import auto_progress, progress_bar
 from .attacks import AdversarialSet, frozen_eval
 from .config import TASKS, UnlearnConfig
 from .errors import ConfigError, RequestError
@@ -250,7 +250,7 @@ def _make_context(m: UnlearningMethod, work: nn.Module, x_f, y_f, task: str, tar
 
 def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, method: Union[str, UnlearningMethod] = "repair",
             task: str = "misclassify", targets=None, config: Optional[UnlearnConfig] = None, retain=None,
-            data: Optional[Dict[str, Any]] = None, inplace: bool = False, progress: bool = False,
+            data: Optional[Dict[str, Any]] = None, inplace: bool = False, progress: Optional[bool] = None,
             ingredients: Optional[Dict[str, Any]] = None, adversarial: Optional[AdversarialSet] = None,
             importance: Optional[Dict[str, torch.Tensor]] = None,
             callback: Optional[Callable[[int, float], None]] = None) -> UnlearnResult:
@@ -274,10 +274,12 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
         examples; their preparation time is carried over into ``timings``. Ingredients the method does not
         declare are ignored. ``adversarial=`` and ``importance=`` are short for those two entries.
     callback: called as ``callback(step, forget_score)`` after every step (steps counted over all phases).
+    progress: progress bars on stderr; default (``None``): when stderr is a terminal.
 
     Returns an :class:`UnlearnResult`; ``result.model`` is the unlearned model (in eval mode).
     """
     cfg = (config or UnlearnConfig()).validate()
+    progress = auto_progress(progress)
     if isinstance(model, nn.Module):  # a NaN/inf weight or buffer cannot be unlearned: refuse before any work
         from .models import check_finite_model
 

@@ -258,7 +258,7 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
                 method: str = "repair", config: Optional[UnlearnConfig] = None, report: Optional[str] = None,
                 proxy: Optional[str] = None, allow_training_proxy: bool = False,
                 overwrite: bool = False, keep_unconverged: bool = False, retain_eval_size: int = 10000,
-                progress: bool = False, log: Optional[Log] = None, argv: Optional[Sequence[str]] = None,
+                progress: Optional[bool] = None, log: Optional[Log] = None, argv: Optional[Sequence[str]] = None,
                 cache: Optional[bool] = None, prepared: Optional[PreparedRequest] = None) -> RequestOutcome:
     """Honour one deletion request end to end and publish the unlearned model with its audit report.
 
@@ -268,8 +268,9 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     task. ``method``: default ``repair`` (forget, then repair); ``proxy``: a proxy-image spec for it
     (``npz:PATH``, ``imagefolder:PATH``; data-free without one), refused if it overlaps the training split
     unless ``allow_training_proxy``. ``config``'s seed is replaced by ``seed``. ``out``: the model file; ``report``: its JSON report
-    (default ``OUT.report.json``). The model is written only if the run converged (or ``keep_unconverged``
-    and it did not diverge); the report always. ``log``: called with progress lines. ``cache``: whether the
+    (default ``OUT.report.json``). The model is written only if the request holds (:func:`verdict_of`), or
+    with ``keep_unconverged`` if it did not diverge; the report always. ``log``: called with progress lines. ``progress``: progress
+    bars on stderr (default: when stderr is a terminal). ``cache``: whether the
     original model's figures may come from (and go to) the outputs cache (:mod:`l2ul.output_cache`;
     default: unless ``$L2UL_CACHE=0``). ``prepared``: a :class:`PreparedRequest` (the dataset, request and
     method data already loaded, with ``model`` an ``nn.Module``), in place of ``dataset``, ``forget_ids``,
@@ -281,7 +282,10 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     another run (:func:`claim_outputs`). An incomplete output that a killed run left at ``out`` is removed
     first (:func:`l2ul.publish.recover_incomplete`).
     """
+    from ._progress import auto_progress
+
     log = log or (lambda s: None)
+    progress = auto_progress(progress)
     # everything that can be refused is refused here, before any work: the settings, the inputs, the outputs
     config = (config or UnlearnConfig()).replace(seed=seed)
     check_device_available(config.device)
