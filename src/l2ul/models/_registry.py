@@ -163,8 +163,9 @@ def _spec(name: str) -> ModelSpec:
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise L2ULError(f"unknown model {name!r}{hint}; available: {', '.join(list_models())}, "
-                    f"or tv:<name> for any torchvision classification model, or timm:<name> for any timm "
-                    "model (extra: pip install 'l2ul[timm]')")
+                    f"or tv:<name> for any torchvision classification model, timm:<name> for any timm "
+                    "model (extra: pip install 'l2ul[timm]'), or hf:<Hub id or folder> for a Hugging Face ViT "
+                    "(extra: pip install 'l2ul[vit]')")
 
 
 def _default(value: Default, options: Dict[str, Any]) -> Any:

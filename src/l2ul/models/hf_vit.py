@@ -18,7 +18,7 @@ from typing import Any, Dict, FrozenSet, Optional, Sequence, Union
 from torch import nn
 
 from ..errors import L2ULError
-from ._registry import JSONObject, is_loading_option, register_model
+from ._registry import _FAMILIES, _REGISTRY, JSONObject, ModelSpec, is_loading_option, register_model
 
 HF_IMAGE_MEAN = (0.5, 0.5, 0.5)  # ViTImageProcessor defaults
 HF_IMAGE_STD = (0.5, 0.5, 0.5)
@@ -83,6 +83,9 @@ def hf_vit(num_classes: int, name_or_path: Optional[str] = None, vit_config: Opt
         config.num_labels = num_classes
         net = tf.ViTForImageClassification(config)
     config = net.config
+    # the ViT processor defaults, one per channel of the checkpoint (when it ships no processor of its own)
+    resolved.setdefault("mean", list(HF_IMAGE_MEAN[:1]) * int(config.num_channels))
+    resolved.setdefault("std", list(HF_IMAGE_STD[:1]) * int(config.num_channels))
     size = input_size if input_size is not None else config.image_size
     size = [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
     arch_config = {k: v for k, v in config.to_dict().items() if k in vit_config_keys()}
@@ -99,3 +102,33 @@ def _processor_norm(tf, name_or_path: str) -> Dict[str, Any]:
         return {}
     mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
     return {"mean": list(mean), "std": list(std)} if mean is not None and std is not None else {}
+
+
+def hf_spec(name_or_path: str) -> ModelSpec:
+    """Registry entry for ``hf:<Hub id or local directory>``: a Hugging Face ViT classifier by name, so the
+    CLI can ask for one (``l2ul convert --arch hf:google/vit-base-patch16-224 --pretrained --num-classes 10``).
+    ``pretrained=True`` loads that checkpoint's weights (a new head when the class count differs); without
+    it the model is built from the checkpoint's config with random weights (e.g. for ``--weights PATH``).
+    The model is an ``hf_vit`` whose file records the resolved ViT config, so it reloads offline."""
+    if not name_or_path:
+        raise L2ULError("hf:<name> needs a Hub id or a local directory, e.g. hf:google/vit-base-patch16-224")
+    base = _REGISTRY["hf_vit"]
+
+    def build(num_classes: int, pretrained: bool = False,
+              input_size: Optional[Union[int, Sequence[int]]] = None) -> nn.Module:
+        if pretrained:
+            return hf_vit(num_classes, name_or_path=name_or_path, input_size=input_size)
+        try:
+            config = _transformers().ViTConfig.from_pretrained(name_or_path).to_dict()
+        except OSError as e:
+            raise L2ULError(f"could not read the ViT config of {name_or_path!r}: {e}; give a local directory "
+                            "holding config.json, or check network access") from None
+        return hf_vit(num_classes, vit_config={k: v for k, v in config.items() if k in vit_config_keys()},
+                      input_size=input_size)
+
+    return ModelSpec("hf_vit", build, base.mean, base.std, None,
+                     f"Hugging Face ViT {name_or_path} (pretrained=True loads its weights)",
+                     file_options=base.file_options)
+
+
+_FAMILIES["hf"] = hf_spec
