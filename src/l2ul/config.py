@@ -181,6 +181,10 @@ class UnlearnConfig:
     adv_per_instance: int = _field(20, "adversarial examples", "adversarial examples per forget instance",
                                    minimum=1)
     pgd_batch_size: int = _field(512, "adversarial examples", "images attacked at once (speed only)", minimum=1)
+    pgd_stop_margin: Optional[float] = _field(None, "adversarial examples",
+                                              "stop an example's PGD once its target logit leads every other by "
+                                              "this margin (faster; default: all pgd_steps iterations, as the "
+                                              "paper)", kind=float, nullable=True, minimum=0, since="0.4")
 
     reg_lambda: float = _field(1.0, "weight importance", "weight of the MAS anchor", minimum=0)
 
