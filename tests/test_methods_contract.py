@@ -131,3 +131,20 @@ def test_plugin_method_runs_through_the_cli_and_bench(tmp_path, capsys, plugin):
     records = [json.loads(line) for line in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
     assert {r["method"] for r in records} == {"neggrad", plugin}
     assert all(r["acc_forget"] == 0.0 for r in records if r["method"] == plugin)
+
+
+def test_the_readme_lists_every_method_with_its_data_needs_and_source():
+    """The README's method table names every method l2ul ships, with the data it needs and its source as the
+    method declares them (what `l2ul info` prints)."""
+    from pathlib import Path
+
+    import l2ul
+    from l2ul.methods import get_method, list_methods
+
+    readme = (Path(l2ul.__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    for name in list_methods():
+        m = get_method(name)
+        if not type(m).__module__.startswith("l2ul."):
+            continue                                    # a test's plugin
+        (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{name}`")]
+        assert m.data_needs in row and m.source in row, name
