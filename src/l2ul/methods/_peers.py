@@ -1,4 +1,4 @@
-"""Small pieces the peer methods (random_labels, boundary_shrink, jit, scrub, salun, bad_teacher) share:
+"""Small pieces the peer methods (random_labels, boundary_shrink, jit, amun, suli, scrub, salun, bad_teacher) share:
 a frozen copy of the original model, the temperature-scaled distillation KL, remaining-data batches, and
 the refusal of a task a method cannot do."""
 from __future__ import annotations
