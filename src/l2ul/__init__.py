@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Dict, List
 
-__version__ = "0.3.0"
+__version__ = "0.4.0.dev0"
 
 #: public name -> the module (relative to l2ul) that defines it; ``None``: the name is that submodule
 _EXPORTS: Dict[str, Any] = {
