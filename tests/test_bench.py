@@ -38,13 +38,12 @@ RECORD_KEYS = {
 
 
 class Counter:
-    """Wraps the engine's unlearn, as the grid (through l2ul.run_request) and continual modes call it, to count
-    the cells computed."""
+    """Wraps the engine's unlearn, as the grid and continual modes call it (through l2ul.run_request), to
+    count the cells and requests computed."""
 
     def __init__(self, monkeypatch):
         self.calls = []
-        for module in (l2ul.engine, l2ul.bench.continual):
-            monkeypatch.setattr(module, "unlearn", self._counted(module.unlearn))
+        monkeypatch.setattr(l2ul.engine, "unlearn", self._counted(l2ul.engine.unlearn))
 
     def _counted(self, real):
         def counted(*a, **kw):
@@ -312,6 +311,12 @@ def test_continual(bundle, model, tmp_path, monkeypatch):
     with Image.open(out / "plot_continual.png") as im:
         assert im.format == "PNG"
     assert "fixed random subset of 200" in (out / "continual.md").read_text()
+    # every request ran through the request pipeline: its report (measured against the model before it)
+    # and audit page are in requests/
+    rep = json.loads((out / "requests" / "l2ul_r2.report.json").read_text())
+    assert rep["request"]["ids"] == sets[1] and rep["metrics"]["acc_retain"] == l2["acc_retain"]
+    assert rep["metrics"]["acc_retain_before"] == l1["acc_retain"]
+    assert (out / "requests" / "l2ul_r2.report.html").is_file()
     counter = Counter(monkeypatch)
     again = run_continual(model, bundle, log=None, **kw)
     assert counter.calls == [] and len(again) == 6
@@ -336,7 +341,7 @@ def test_continual_resumes_after_the_last_checkpointed_request(bundle, model, tm
     full = run_continual(model, bundle, out_dir=tmp_path / "full", **kw)
     assert not (tmp_path / "full" / "checkpoints" / "adv.safetensors").exists()   # removed when done
     out = tmp_path / "killed"
-    real, calls = l2ul.bench.continual.unlearn, []
+    real, calls = l2ul.engine.unlearn, []
 
     def dies_at_request_3(*a, **k):
         calls.append(k["config"].seed)
@@ -344,11 +349,11 @@ def test_continual_resumes_after_the_last_checkpointed_request(bundle, model, tm
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(l2ul.bench.continual, "unlearn", dies_at_request_3)
+    monkeypatch.setattr(l2ul.engine, "unlearn", dies_at_request_3)
     with pytest.raises(KeyboardInterrupt):
         run_continual(model, bundle, out_dir=out, **kw)
     assert (out / "checkpoints" / "adv.safetensors").is_file()
-    monkeypatch.setattr(l2ul.bench.continual, "unlearn", real)
+    monkeypatch.setattr(l2ul.engine, "unlearn", real)
     counter = Counter(monkeypatch)
     again = run_continual(model, bundle, out_dir=out, **kw)
     assert counter.calls == ["adv", "adv"]                       # requests 3 and 4 only

@@ -54,6 +54,9 @@ class RequestOutcome:
     per_instance: List[Dict[str, Any]] = field(default_factory=list)
     #: wall seconds by stage: load, unlearn, evaluation, report, publish
     timings: Dict[str, float] = field(default_factory=dict)
+    #: the unlearned model's predictions on the evaluation sets (``forget``, ``retain``, ``test``; ``None``
+    #: when it diverged)
+    predictions: Optional[Dict[str, Any]] = None
 
     @property
     def status(self) -> str:
@@ -101,6 +104,7 @@ class PreparedRequest:
     mia_max_samples: Optional[int] = 5000
     mia_attack: str = "svc"
     write_model: bool = True
+    inplace: bool = False                  # unlearn the given model itself (l2ul bench's continual requests)
     dataset_spec: Optional[str] = None     # what the report names as the dataset (default: the bundle's name)
 
 
@@ -356,12 +360,13 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], seed, metho
     log(f"l2ul: {bundle.name}: forgetting {len(request.ids)} instance(s) with {method} ({request.task}); "
         f"device {cfg.device or 'auto'}")
     result = unlearn(net, xf, yf, method=method, task=request.task, targets=request.targets, config=cfg,
-                     data=prepared.data, progress=progress, ingredients=prepared.ingredients)
+                     data=prepared.data, progress=progress, ingredients=prepared.ingredients,
+                     inplace=prepared.inplace)
     stages["unlearn"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     n_retain_eval, retain_total, figures = _figures(net, result, prepared, retain_eval_size, seed, cfg, cache, log,
                                                     progress)
-    metrics, per_inst, per_class = figures
+    metrics, per_inst, per_class, after = figures
     stages["evaluation"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rep = _report(result=result, cfg=cfg, bundle=bundle, dataset_spec=prepared.dataset_spec or bundle.name,
@@ -380,11 +385,11 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], seed, metho
     model_path = _publish(result.model if write_model else None, out, rep, report_path)
     stages["publish"] = time.perf_counter() - t0
     return RequestOutcome(result=result, metrics=metrics, report=rep, report_path=report_path,
-                          model_path=model_path, per_instance=per_inst, timings=stages)
+                          model_path=model_path, per_instance=per_inst, timings=stages, predictions=after)
 
 
 def _figures(net, result, prepared: PreparedRequest, retain_eval_size, seed, cfg, cache, log, progress):
-    """``(D_r size, remaining-data size, (metrics, per_instance, per_class))``: on the fixed D_r sample and the
+    """``(D_r size, remaining-data size, (metrics, per_instance, per_class, predictions after))``: on the fixed D_r sample and the
     test split, or on the sets a prepared request brings (with the original's evaluation on them)."""
     bundle, request = prepared.bundle, prepared.request
     retain_total = len(bundle.retain_indices(request.ids))

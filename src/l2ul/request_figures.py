@@ -72,7 +72,8 @@ def measure_request(before, result, bundle, request, sets: Dict[str, Any], *, se
                     progress: bool = False):
     """The unlearned model's figures against the original's ``before`` (a
     :class:`~l2ul.evaluation.ModelEvaluation` on ``sets``: ``forget``, ``retain``, ``test``), the per-instance
-    outcome with its membership evidence, and the per-class D_test accuracy."""
+    outcome with its membership evidence, the per-class D_test accuracy, and the unlearned model's
+    predictions on ``sets`` (``None`` for a diverged result)."""
     from .audit import per_class_accuracy
     from .evaluation import evaluate_unlearning, predict_splits
     from .membership import add_membership_evidence
@@ -90,7 +91,7 @@ def measure_request(before, result, bundle, request, sets: Dict[str, Any], *, se
     _name_classes(per_inst, bundle.class_names)
     per_class = per_class_accuracy(before.predictions["test"], None if after is None else after["test"],
                                    class_names=bundle.class_names)
-    return metrics, per_inst, per_class
+    return metrics, per_inst, per_class, after
 
 
 def _diverged_figures(before, ids, request):

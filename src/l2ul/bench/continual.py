@@ -13,11 +13,13 @@ from torch import nn
 
 from ..config import UnlearnConfig
 from ..data import DatasetBundle
-from ..engine import prepare_ingredients, resolve_device, unlearn
+from ..engine import prepare_ingredients, resolve_device
 from ..errors import ConfigError
-from ..evaluation import Predictions, accuracy_from_predictions, agreement, predict
+from ..evaluation import Predictions, accuracy_from_predictions, agreement, evaluate_model, predict
 from ..loading import check_fit
 from ..methods import get_method
+from ..pipeline import PreparedRequest, run_request
+from ..requests import DeletionRequest
 from .common import (
     DEFAULT_METHODS,
     RECORD_CONFIG_FIELDS,
@@ -45,6 +47,9 @@ from .store import (
 )
 
 __all__ = ["run_continual"]
+
+#: MIA samples per class of the requests' reports (logistic attack; the continual records do not use MIA)
+_MIA_SAMPLES = 1000
 
 
 @dataclass
@@ -89,6 +94,8 @@ class _Evaluation:
     forget_data: Tuple[torch.Tensor, torch.Tensor]
     test0: Predictions
     base: Dict[str, Any]
+    retain0: Optional[Predictions] = None
+    forget0: Optional[Predictions] = None
 
 
 def _acc(p: Predictions, idx: Optional[Sequence[int]]) -> Optional[float]:
@@ -173,7 +180,7 @@ def _prepare_evaluation(run: _Continual, model: nn.Module) -> _Evaluation:
     forget0 = predict(dev_model, forget_data, batch_size=bs)
     base = {"acc_retain": accuracy_from_predictions(retain0), "acc_test": accuracy_from_predictions(test0),
             "acc_all_requests": accuracy_from_predictions(forget0)}
-    return _Evaluation(dev_model, retain_data, test_data, forget_data, test0, base)
+    return _Evaluation(dev_model, retain_data, test_data, forget_data, test0, base, retain0, forget0)
 
 
 def _original_record(run: _Continual, ev: _Evaluation, m: str) -> Dict[str, Any]:
@@ -186,32 +193,45 @@ def _original_record(run: _Continual, ev: _Evaluation, m: str) -> Dict[str, Any]
 
 
 def _request_record(run: _Continual, ev: _Evaluation, m: str, r: int, cfg: UnlearnConfig, result,
-                    pos: List[int]) -> Dict[str, Any]:
-    """The record of request ``r`` of method ``m``, evaluated on ``result.model``."""
+                    pos: List[int], after) -> Tuple[Dict[str, Any], Optional[Tuple[Predictions, ...]]]:
+    """The record of request ``r`` of method ``m``, evaluated on ``result.model`` (its D_r and D_test
+    predictions ``after`` come from the request pipeline), and the model's predictions (test, retain, all
+    requests' instances) that the next request starts from."""
     k = run.k
     rec = {"method": m, "request": r, "k": k, "seed": run.seed, "status": result.status,
            "converged": result.converged, "steps": result.steps, **phase_times(result.timings, result.phases)}
+    preds = None
     if result.status == "diverged":
         rec.update(acc_retain=None, acc_test=None, acc_forget=None, acc_previously_forgotten=None,
                    acc_forgotten_so_far=None, acc_all_requests=None, agreement_test=None)
     else:
-        bs = run.config.eval_batch_size
-        tp = predict(result.model, ev.test_data, batch_size=bs)
-        rp = predict(result.model, ev.retain_data, batch_size=bs)
-        fp = predict(result.model, ev.forget_data, batch_size=bs)
+        tp, rp = after["test"], after["retain"]
+        fp = predict(result.model, ev.forget_data, batch_size=run.config.eval_batch_size)
         rec.update(acc_retain=accuracy_from_predictions(rp), acc_test=accuracy_from_predictions(tp),
                    acc_forget=_acc(fp, pos), acc_previously_forgotten=_acc(fp, list(range((r - 1) * k))),
                    acc_forgotten_so_far=_acc(fp, list(range(r * k))),
                    acc_all_requests=accuracy_from_predictions(fp), agreement_test=agreement(ev.test0, tp))
+        preds = (tp, rp, fp)
     rec.update(peak(run.device))
     rec.update({f: getattr(cfg, f) for f in RECORD_CONFIG_FIELDS})
     rec.update(config_name=run.config_name, device=str(run.device), engine_seed=cfg.seed,
                forget_indices=run.sets[r - 1], message=result.message, settings_hash=run.settings["settings_hash"])
-    return rec
+    return rec, preds
 
 
-def _unlearn_request(run: _Continual, ev: _Evaluation, m: str, current: nn.Module, r: int):
-    """Apply request ``r`` to ``current`` with method ``m``; returns the engine result and the record."""
+def _before(run: _Continual, ev: _Evaluation, cfg: UnlearnConfig, pos: List[int], current_preds):
+    """The model before request ``r`` evaluated on (its instances, D_r, D_test), from its predictions (the
+    original's, or the previous request's): what the pipeline measures the request against. Its MIA figures
+    use the cheap logistic attack on 1,000 samples per class (the continual records do not use them)."""
+    tp, rp, fp = current_preds if current_preds is not None else (ev.test0, ev.retain0, ev.forget0)
+    return evaluate_model({"forget": fp.subset(pos), "retain": rp, "test": tp}, seed=cfg.seed,
+                          mia_max_samples=_MIA_SAMPLES, mia_attack="logistic")
+
+
+def _unlearn_request(run: _Continual, ev: _Evaluation, m: str, current: nn.Module, r: int, current_preds=None):
+    """Apply request ``r`` to ``current`` with method ``m`` through the request pipeline
+    (:func:`l2ul.run_request`: its report and audit page go to ``requests/``); returns the engine result, the
+    record and the unlearned model's predictions."""
     k = run.k
     pos = list(range((r - 1) * k, r * k))
     xf, yf = ev.forget_data[0][pos], ev.forget_data[1][pos]
@@ -231,10 +251,26 @@ def _unlearn_request(run: _Continual, ev: _Evaluation, m: str, current: nn.Modul
             run.shared["proxy"] = prepare_ingredients(ev.model, xf, yf, ["proxy"], config=cfg, data=data,
                                                       progress=run.progress)["proxy"]
         given["proxy"] = run.shared["proxy"]
+    request = DeletionRequest(ids=run.sets[r - 1], source=f"l2ul bench --requests: request {r} of {run.requests}")
     # the first request copies the original; later ones update this method's own model in place
-    result = unlearn(current, xf, yf, method=m, config=cfg, data=data, progress=run.progress,
-                     inplace=current is not ev.model, ingredients=given)
-    return result, _request_record(run, ev, m, r, cfg, result, pos)
+    prepared = PreparedRequest(bundle=run.bundle, request=request, data=data, ingredients=given,
+                               retain=ev.retain_data, test=ev.test_data, original=_before(run, ev, cfg, pos, current_preds),
+                               mia_max_samples=_MIA_SAMPLES, mia_attack="logistic", write_model=False,
+                               inplace=current is not ev.model)
+    folder = run.out / "requests"
+    outcome = run_request(out=folder / f"{m}_r{r}.safetensors", report=folder / f"{m}_r{r}.report.json",
+                          model=current, method=m, config=cfg, seed=cfg.seed, prepared=prepared, overwrite=True,
+                          progress=run.progress)
+    result = outcome.result
+    rec, preds = _request_record(run, ev, m, r, cfg, result, pos, outcome.predictions)
+    return result, rec, preds
+
+
+def _predict_current(run: _Continual, ev: _Evaluation, model: nn.Module):
+    """``(test, retain, all requests' instances)`` predictions of a model resumed from a checkpoint."""
+    bs = run.config.eval_batch_size
+    return (predict(model, ev.test_data, batch_size=bs), predict(model, ev.retain_data, batch_size=bs),
+            predict(model, ev.forget_data, batch_size=bs))
 
 
 def _record(run: _Continual, rec: Dict[str, Any]) -> None:
@@ -265,8 +301,11 @@ def _run_method(run: _Continual, ev: _Evaluation, m: str, start: int) -> None:
     else:
         _record(run, _original_record(run, ev, m))
         current = ev.model
+    preds = None   # the current model's predictions (None: the original's, or unknown after a resume)
     for r in range(start + 1, run.requests + 1):
-        result, rec = _unlearn_request(run, ev, m, current, r)
+        if preds is None and current is not ev.model:       # resumed from a checkpoint: predict it once
+            preds = _predict_current(run, ev, current)
+        result, rec, preds = _unlearn_request(run, ev, m, current, r, preds)
         current = result.model
         if result.status != "diverged" and r < run.requests:
             save_checkpoint(ckpt, current, r, h)      # before the record: a record implies its model
