@@ -3,7 +3,7 @@
 # train split) and the JPEG copy of CIFAR-10 in ../shared/datasets, with the paper's CIFAR-10 recipe
 # (the defaults). Every step resumes where a killed run stopped.
 # Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle oracle_s0 budget_k64 continual continual_nearest
-#        repair_proxy repair_proxy_fast repair_relabel_proxy repair_relabel_free repair_proxy_sgd repair_free repair_free_adam repair_free_cosine repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free)
+#        repair_proxy repair_proxy_fast repair_relabel_proxy repair_relabel_free peers_k16 peers_k128 repair_proxy_sgd repair_free repair_free_adam repair_free_cosine repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 STEPS=${*:-grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest}
@@ -57,6 +57,13 @@ for step in $STEPS; do
     repair_relabel_free)  # the relabel task, data-free, k = 16
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
         --out $OUT/resnet20_repair_relabel_free --no-progress ;;
+    peers_k16)   # issue #14: every method on the same forget sets and D_r subset, k = 16 (oracle-like methods
+                 # fine-tune on the remaining data outside the D_r subset)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair,l2ul,neggrad,random_labels,boundary_shrink,jit,amun,suli,oracle,scrub,salun,bad_teacher \
+        --k 16 --seeds 0,1,2 --out $OUT/resnet20_peers_k16 --no-progress ;;
+    peers_k128)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair,l2ul,neggrad,random_labels,boundary_shrink,jit,amun,suli,oracle,scrub,salun,bad_teacher \
+        --k 128 --seeds 0,1,2 --out $OUT/resnet20_peers_k128 --no-progress ;;
     repair_proxy_sgd)  # the same with 0.3's repair defaults (SGD 1e-3, constant)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
         --repair-optimizer sgd --repair-lr 1e-3 --repair-schedule constant --out $OUT/resnet20_repair_proxy --no-progress ;;
