@@ -113,14 +113,16 @@ def verdict(report: Mapping[str, Any]) -> tuple:
         if holds is True:
             line += "; the forgetting holds with the original batch-norm statistics"
         elif holds is False:
-            cls = "warn"
+            cls = "bad"
             score = num(report.get("score_with_original_bn_stats"))
             if score is not None and k:
                 bad = round(score * k) if task != "relabel" else round((1 - score) * k)
                 which = f"{bad} of {k} instance(s) would "
             else:
                 which = "some instances would "
-            line += (f". WARNING: with the original batch-norm running statistics, {which}"
+            line = (f"Does not hold: all {k} instance(s) met the request{steps_txt}, but only through drifted "
+                    "batch-norm statistics (not a deletion: exit code 5, no model written unless kept on purpose)")
+            line += (f". With the original batch-norm running statistics, {which}"
                      + ("be predicted as their label again" if task != "relabel" else "miss their target")
                      + ": the forgetting lives in drifted running statistics, and recalibrating batch norm on "
                        "clean data would undo it")
