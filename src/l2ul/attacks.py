@@ -221,7 +221,7 @@ def make_adversarial_set(model: nn.Module, images: torch.Tensor, labels: torch.T
         model, images, labels, num_classes, per_instance=config.adv_per_instance, eps=config.pgd_eps,
         alpha=config.pgd_alpha, steps=config.pgd_steps, batch_size=config.pgd_batch_size, generator=gen,
         progress=(lambda n: bar.update(n - bar.n)) if bar else None,
-        stop_margin=getattr(config, "pgd_stop_margin", None))
+        stop_margin=config.pgd_stop_margin)
     if images.device.type == "cuda":
         torch.cuda.synchronize(images.device)
     adv.seconds = time.perf_counter() - t0

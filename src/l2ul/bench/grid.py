@@ -245,8 +245,7 @@ def _run_cell(run: _Grid, ev: _Evaluation, g: _Group, m: str) -> None:
                               + (" --relabel-to random" if g.targets is not None else ""))
     prepared = PreparedRequest(bundle=run.bundle, request=request, data=data, ingredients=g.shared,
                                retain=ev.retain_data, test=ev.test_data, original=g.original,
-                               mia_max_samples=run.mia_max_samples, mia_attack=run.mia_attack, write_model=False,
-                               dataset_spec=run.settings.get("dataset_spec"))
+                               mia_max_samples=run.mia_max_samples, mia_attack=run.mia_attack, write_model=False)
     name = cell_name(m, g.k, g.seed)
     # the cell's report and audit page beside its record (cells/<cell>.report.json/.html); no model file
     outcome = run_request(out=run.out / "cells" / f"{name}.safetensors", report=run.out / "cells" / f"{name}.report.json",
