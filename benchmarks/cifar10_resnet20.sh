@@ -3,7 +3,7 @@
 # train split) and the JPEG copy of CIFAR-10 in ../shared/datasets, with the paper's CIFAR-10 recipe
 # (the defaults). Every step resumes where a killed run stopped.
 # Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle oracle_s0 budget_k64 continual continual_nearest
-#        repair_proxy repair_proxy_fast repair_relabel_proxy repair_relabel_free peers_k16 peers_k128 repair_proxy_sgd repair_free repair_free_adam repair_free_cosine repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free)
+#        repair_proxy repair_proxy_fast repair_relabel_proxy repair_relabel_free peers_k16 peers_k128 repair_proxy_sgd repair_free repair_free_adam repair_free_cosine repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free unseen_k16 unseen_k64)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 STEPS=${*:-grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest}
@@ -92,6 +92,13 @@ for step in $STEPS; do
     repair_continual_free)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 \
         --out $OUT/resnet20_repair_continual_free --no-progress ;;
+    unseen_k16)  # issue #13: the unseen task (as if never seen), 5,000 labeled test images as the reference (and
+                 # the proxy); D_test and its loss AUC on the other 5,000
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 --unseen \
+        --out $OUT/resnet20_unseen_k16 --no-progress ;;
+    unseen_k64)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64 --seeds 0,1,2 --proxy-test-split 5000 --unseen \
+        --out $OUT/resnet20_unseen_k64 --no-progress ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

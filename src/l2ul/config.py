@@ -15,7 +15,7 @@ from .errors import ConfigError
 
 BN_MODES = ("freeze", "train")
 FORGET_LOSSES = ("ascent", "nearest")
-TASKS = ("misclassify", "relabel")
+TASKS = ("misclassify", "relabel", "unseen")
 #: config groups that only some methods read (a method names those it reads in ``config_groups``): results
 #: stores leave them out of their settings hash when none of their methods reads them
 METHOD_GROUPS = ("repair",)
@@ -233,6 +233,18 @@ class UnlearnConfig:
                                   choices=("cosine", "constant"), since="0.4", hash_omit="constant")
     synth_augment: int = _field(4096, "repair", "data-free: shifted/flipped and mixup copies of the synthesised "
                                 "images added to the proxy (half each)", minimum=0, since="0.3")
+
+    unseen_band: float = _field(0.2, "unseen task", "task unseen: the largest width, as a fraction of the "
+                                "reference distribution, of the loss band each instance must reach (a band is "
+                                "1/k wide for k >= 1/unseen_band instances)", minimum=0, exclusive=True,
+                                maximum=1.0, since="0.4")
+    settle_steps: int = _field(0, "unseen task", "task unseen, method repair: steps of a settling phase that "
+                               "moves the forget set into bands re-read from the repaired model (0: none)",
+                               minimum=0, since="0.4")
+    unseen_logit_weight: float = _field(10.0, "unseen task", "task unseen, method repair: weight of the mean squared "
+                                        "difference of centred logits from the original's, beside the KL, in the "
+                                        "repair (keeps the confidence scale the bands are read on)", minimum=0,
+                                        since="0.4")
 
     def __post_init__(self) -> None:
         self.validate()

@@ -6,7 +6,7 @@ model (e.g. adversarial examples, MAS importance; :mod:`l2ul.methods.ingredients
 under its name; ``method.setup``; then the method's phases (:class:`l2ul.methods.Phase`). After every step
 the whole forget set is checked in eval mode. A ``forget`` phase stops as soon as the task is done
 (``misclassify``: no forget instance predicted as its label; ``relabel``: every instance predicted as its
-target) or when its step budget is spent; a ``repair`` phase runs only after the task is done, stops on its
+target; ``unseen``: every instance's loss in its band of unseen-data losses, :mod:`l2ul.unseen`) or when its step budget is spent; a ``repair`` phase runs only after the task is done, stops on its
 own criterion or budget, and never returns a model for which the task does not hold. A non-finite loss or
 output stops the run as ``diverged``. Nothing reports success it did not reach: see
 :attr:`UnlearnResult.status`.
@@ -131,7 +131,8 @@ def _load_running_stats(model: nn.Module, stats: Dict[str, torch.Tensor]) -> Non
 
 class _Checker:
     """The task check on the whole forget set, in eval mode: ``(done, score, finite, preds)``; ``score`` is
-    the forget accuracy for ``misclassify`` (0 is done) and the target accuracy for ``relabel`` (1 is done)."""
+    the forget accuracy for ``misclassify`` (0 is done), the target accuracy for ``relabel`` (1 is done) and
+    the share of instances in their loss band for ``unseen`` (1 is done)."""
 
     def __init__(self, model: nn.Module, ctx: MethodContext):
         self.model, self.ctx = model, ctx
@@ -147,6 +148,11 @@ class _Checker:
         if self.ctx.task == "misclassify":
             score = float((preds == self.ctx.y_forget).float().mean())
             return score == 0.0, score, finite, preds
+        if self.ctx.task == "unseen":
+            from .unseen import in_band, soft_margin
+
+            score = float(in_band(soft_margin(logits, self.ctx.y_forget), self.ctx.bands).float().mean())
+            return score == 1.0, score, finite, preds
         score = float((preds == self.ctx.targets).float().mean())
         return score == 1.0, score, finite, preds
 
@@ -154,6 +160,8 @@ class _Checker:
         k = self.ctx.x_forget.shape[0]
         if self.ctx.task == "misclassify":
             return f"{round(score * k)} of {k} forget instances still predicted as their label"
+        if self.ctx.task == "unseen":
+            return f"{round((1 - score) * k)} of {k} not yet in their band of unseen-data losses"
         return f"{round((1 - score) * k)} of {k} not yet on their target"
 
 
@@ -170,6 +178,8 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
     params = [p for p in work.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("the model has no trainable parameters")
+    if phase.on_start is not None:
+        phase.on_start(ctx)
     opt = phase.make_optimizer(params)
     sched = phase.make_scheduler(opt) if phase.make_scheduler is not None else None
     repair = phase.kind == "repair"
@@ -205,9 +215,10 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
             run.status, run.message = "diverged", f"non-finite model outputs after step {run.steps}"
         elif not repair and done:
             run.status = "converged"
-            run.message = (f"no forget instance is predicted as its label after {run.steps} steps"
-                           if ctx.task == "misclassify"
-                           else f"every forget instance is predicted as its target after {run.steps} steps")
+            run.message = {"misclassify": "no forget instance is predicted as its label",
+                           "relabel": "every forget instance is predicted as its target",
+                           "unseen": "every forget instance's loss is in its band of unseen-data losses"}[
+                ctx.task] + f" after {run.steps} steps"
         elif repair and done:
             last_good = copy.deepcopy(work.state_dict())
             if phase.should_stop is not None and phase.should_stop(run.steps, ctx):
@@ -233,17 +244,45 @@ def _prepare(m: UnlearningMethod, ctx: MethodContext, given: Dict[str, Any], tim
 
 
 def _make_context(m: UnlearningMethod, work: nn.Module, x_f, y_f, task: str, targets, cfg: UnlearnConfig,
-                  device: torch.device, data: Dict[str, Any], progress: bool) -> MethodContext:
+                  device: torch.device, data: Dict[str, Any], progress: bool, reference=None) -> MethodContext:
     with frozen_eval(work), torch.no_grad():
         logits0 = work(x_f)
     num_classes = logits0.shape[1]
     if int(y_f.min()) < 0 or int(y_f.max()) >= num_classes:
         raise RequestError(f"forget labels must lie in [0, {num_classes - 1}] for this {num_classes}-class model")
     t_f = _relabel_targets(task, targets, y_f, num_classes)
-    return MethodContext(task=task, config=cfg, model=work, x_forget=x_f, y_forget=y_f, targets=t_f,
-                         device=device, generator=torch.Generator().manual_seed(cfg.seed), num_classes=num_classes,
-                         logits_before=logits0, data={n: v for n, v in data.items() if v is not None},
-                         progress=progress)
+    ctx = MethodContext(task=task, config=cfg, model=work, x_forget=x_f, y_forget=y_f, targets=t_f,
+                        device=device, generator=torch.Generator().manual_seed(cfg.seed), num_classes=num_classes,
+                        logits_before=logits0, data={n: v for n, v in data.items() if v is not None},
+                        progress=progress)
+    if task == "unseen":
+        from .unseen import reference_bands
+
+        with frozen_eval(work):
+            ref = reference_bands(work, reference, logits0, y_f, band=cfg.unseen_band, device=device,
+                                  batch_size=cfg.eval_batch_size)
+        ctx.bands, ctx.extras["reference_bands"] = ref.bands, ref
+    return ctx
+
+
+def _check_task(m: UnlearningMethod, task: str, reference) -> None:
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
+    if task not in m.tasks:
+        able = ", ".join(n for n in _methods_for(task)) or "none"
+        raise ConfigError(f"method {m.name!r} does not do task {task!r} (it does {', '.join(m.tasks)}); methods "
+                          f"that do: {able}")
+    if task == "unseen" and reference is None:
+        raise RequestError("task 'unseen' needs a labeled held-out reference set (reference=(images, labels); "
+                           "--reference-data SPEC): the losses of data the model never saw")
+    if task != "unseen" and reference is not None:
+        raise RequestError(f"a reference set is used only by task 'unseen', not {task!r}")
+
+
+def _methods_for(task: str) -> List[str]:
+    from .methods import get_method, list_methods
+
+    return [n for n in list_methods() if task in get_method(n).tasks]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -251,6 +290,7 @@ def _make_context(m: UnlearningMethod, work: nn.Module, x_f, y_f, task: str, tar
 def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, method: Union[str, UnlearningMethod] = "repair",
             task: str = "misclassify", targets=None, config: Optional[UnlearnConfig] = None, retain=None,
             data: Optional[Dict[str, Any]] = None, inplace: bool = False, progress: Optional[bool] = None,
+            reference=None,
             ingredients: Optional[Dict[str, Any]] = None, adversarial: Optional[AdversarialSet] = None,
             importance: Optional[Dict[str, torch.Tensor]] = None,
             callback: Optional[Callable[[int, float], None]] = None) -> UnlearnResult:
@@ -262,8 +302,11 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
     method: a registered method name (see :func:`l2ul.list_methods`) or an :class:`UnlearningMethod`; default
         ``"repair"`` (forget, then repair on proxy images: ``data={"proxy": images}``, data-free without);
         the paper's method is ``"l2ul"``.
-    task: ``"misclassify"`` (each instance leaves its label) or ``"relabel"`` (each instance is predicted as
-        its entry in ``targets``).
+    task: ``"misclassify"`` (each instance leaves its label), ``"relabel"`` (each instance is predicted as
+        its entry in ``targets``) or ``"unseen"`` (each instance's loss reaches a band typical of data the model
+        never saw, measured on ``reference``: :mod:`l2ul.unseen`; methods whose ``tasks`` include it).
+    reference: task ``unseen`` only: labeled held-out images ``(images, labels)`` (a validation split, never
+        the training split) whose losses under the original model define "unseen".
     config: :class:`UnlearnConfig`; default is the paper's CIFAR-10 recipe.
     data: the data the method declares it needs, by name (``method.data``), e.g. ``{"retain": ...}``;
         any other is refused. ``retain=`` is short for ``data={"retain": retain}`` (the remaining training
@@ -285,8 +328,7 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
 
         check_finite_model(model)
     m = get_method(method)
-    if task not in TASKS:
-        raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
+    _check_task(m, task, reference)
     x_f, y_f = _as_tensors(forget_images, forget_labels, "forget")
     data = {**(data or {}), **({"retain": retain} if retain is not None else {})}
     _check_data(m, data)
@@ -297,7 +339,8 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
 
     work = model if inplace else copy.deepcopy(model)
     work.to(device)
-    ctx = _make_context(m, work, x_f.to(device), y_f.to(device), task, targets, cfg, device, data, progress)
+    ctx = _make_context(m, work, x_f.to(device), y_f.to(device), task, targets, cfg, device, data, progress,
+                        reference)
     timings = {"adversarial": 0.0, "importance": 0.0, "optimization": 0.0}
     _prepare(m, ctx, given, timings)
     adv = ctx.ingredients.get("adversarial")
@@ -340,26 +383,44 @@ def _optimise(m: UnlearningMethod, work: nn.Module, ctx: MethodContext, timings:
             score_original_bn = check()[1]
             _load_running_stats(work, current)
     cfg = ctx.config
+    unseen = None
+    if ctx.bands is not None and status != "diverged":
+        unseen = _unseen_audit(work, ctx)
+        inside = sum(i["in_band"] for i in unseen["instances"])
+        near = sum(i["near_band"] for i in unseen["instances"])
+        message += (f"; audit on the whole reference under the final model: {inside} of {len(ctx.y_forget)} "
+                    f"instances inside their band, {near} within one band width of it")
     return UnlearnResult(
         model=work, method=m.name, task=ctx.task, status=status, steps=steps, timings=timings, config=cfg,
         labels=ctx.y_forget.tolist(), targets=ctx.targets.tolist() if ctx.targets is not None else None,
         preds_before=ctx.logits_before.argmax(1).tolist(), preds_after=preds.tolist(), forget_history=history,
         message=message, device=str(ctx.device), ingredients=dict(ctx.ingredients), phases=phase_log,
-        adversarial_success=adv_success, score_with_original_bn_stats=score_original_bn)
+        adversarial_success=adv_success, score_with_original_bn_stats=score_original_bn, unseen=unseen)
+
+
+def _unseen_audit(work: nn.Module, ctx: MethodContext) -> Dict[str, Any]:
+    """Task ``unseen``: each instance against its band re-read on the whole reference under the final model."""
+    from .unseen import final_audit, soft_margin
+
+    with frozen_eval(work), torch.no_grad():
+        s_after = soft_margin(work(ctx.x_forget), ctx.y_forget)
+        return final_audit(work, ctx.extras["reference_bands"], s_after, num_classes=ctx.num_classes,
+                           device=ctx.device, batch_size=ctx.config.eval_batch_size)
 
 
 def prepare_ingredients(model: nn.Module, forget_images: torch.Tensor, forget_labels, names, *,
                         config: Optional[UnlearnConfig] = None, task: str = "misclassify", targets=None,
-                        data: Optional[Dict[str, Any]] = None, progress: bool = False) -> Dict[str, Any]:
+                        data: Optional[Dict[str, Any]] = None, progress: bool = False,
+                        reference=None) -> Dict[str, Any]:
     """The ingredients ``names`` (in that order) exactly as :func:`unlearn` would prepare them first on this
     request with ``config`` (a fresh generator seeded with ``config.seed``), each timed (``.seconds``), on
     ``model`` itself (left unchanged); ``data`` as for :func:`unlearn`. Pass the result as ``ingredients=`` to several methods to run them on
-    identical ingredients (``l2ul bench`` does)."""
+    identical ingredients (``l2ul bench`` does). ``reference``: task ``unseen``'s reference set."""
     cfg = (config or UnlearnConfig()).validate()
     x_f, y_f = _as_tensors(forget_images, forget_labels, "forget")
     device = resolve_device(cfg.device)
     ctx = _make_context(get_method("neggrad"), model, x_f.to(device), y_f.to(device), task, targets, cfg, device,
-                        data or {}, progress)
+                        data or {}, progress, reference)
     for name in dict.fromkeys(names):       # in order: an ingredient may use the ones before it
         ctx.ingredients[name] = _ingredients.prepare(name, ctx)
     return dict(ctx.ingredients)

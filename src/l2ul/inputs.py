@@ -52,14 +52,14 @@ def _at_file(value) -> Optional[Path]:
 
 def run_inputs(*, model=None, weights=None, original=None, dataset: Optional[str] = None,
                forget_ids: Optional[str] = None, relabel_to: Optional[str] = None,
-               proxy: Optional[str] = None) -> List[str]:
+               proxy: Optional[str] = None, reference: Optional[str] = None) -> List[str]:
     """Every file and folder a command reads, for :func:`l2ul.safety.check_output_path` (which never writes
     over one of them, nor inside one of the folders): the model file(s) (``model``, ``weights``, ``original``;
     an ``nn.Module`` is skipped), the dataset's file or folder (specs with a path), the ``@FILE`` of
-    ``forget_ids`` and ``relabel_to``, and the proxy data's file or folder."""
+    ``forget_ids`` and ``relabel_to``, and the proxy and reference data's files or folders."""
     paths = [p for p in (model, weights, original) if isinstance(p, (str, os.PathLike))]
     paths += [p for p in (_spec_path(dataset), _at_file(forget_ids), _at_file(relabel_to),
-                          _spec_path(proxy, proxy=True)) if p is not None]
+                          _spec_path(proxy, proxy=True), _spec_path(reference, proxy=True)) if p is not None]
     return [str(p) for p in dict.fromkeys(paths)]
 
 
@@ -75,7 +75,7 @@ def _resized(resize: int) -> Callable[[tuple], tuple]:
 
 def check_inputs(*, model=None, weights=None, original=None, dataset: Optional[str] = None,
                  forget_ids: Optional[str] = None, relabel_to: Optional[str] = None,
-                 proxy: Optional[str] = None) -> None:
+                 proxy: Optional[str] = None, reference: Optional[str] = None) -> None:
     """Refuse, before any work and with a one-line :class:`~l2ul.errors.L2ULError`, an input no reader could
     use: every path of :func:`run_inputs` that is a symbolic link loop, a FIFO, a device or a socket
     (:func:`l2ul.safety.check_input_path`); a dataset or proxy ``.npz`` that is truncated, fails a CRC check,
@@ -90,11 +90,9 @@ def check_inputs(*, model=None, weights=None, original=None, dataset: Optional[s
                  (_at_file(forget_ids), "--forget-ids file"), (_at_file(relabel_to), "--relabel-to file")):
         if isinstance(p, (str, os.PathLike)):
             what[str(p)] = w
-    data_path, proxy_path = _spec_path(dataset), _spec_path(proxy, proxy=True)
+    data_path = _spec_path(dataset)
     if data_path is not None:
         what.setdefault(str(data_path), "dataset")
-    if proxy_path is not None:
-        what.setdefault(str(proxy_path), "proxy data")
     for p, w in what.items():
         check_input_path(p, w)
     if data_path is not None:
@@ -111,12 +109,16 @@ def check_inputs(*, model=None, weights=None, original=None, dataset: Optional[s
             same = ("train", "test", "val") if name != "utkface" and not crop else ()
             size = _resized(int(resize)) if same and resize and resize.isdigit() and int(resize) > 0 else None
             check_image_folder(data_path, f"{name} dataset", same_size=same, output_size=size)
-    if proxy_path is not None:
-        kind = str(proxy).strip().partition(":")[0].strip().lower()
+    for spec, what in ((proxy, "proxy"), (reference, "reference")):   # the same spec forms (l2ul.proxy)
+        path = _spec_path(spec, proxy=True)
+        if path is None:
+            continue
+        check_input_path(path, f"{what} data")
+        kind = str(spec).strip().partition(":")[0].strip().lower()
         if kind == "npz":
-            check_npz(proxy_path, "proxy npz")
+            check_npz(path, f"{what} npz")
         elif kind == "imagefolder":
-            check_image_folder(proxy_path, "proxy image folder")
+            check_image_folder(path, f"{what} image folder")
 
 
 def check_device_available(device) -> None:

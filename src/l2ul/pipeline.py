@@ -106,6 +106,7 @@ class PreparedRequest:
     write_model: bool = True
     inplace: bool = False                  # unlearn the given model itself (l2ul bench's continual requests)
     dataset_spec: Optional[str] = None     # what the report names as the dataset (default: the bundle's name)
+    reference: Any = None                  # task unseen: labeled held-out (images, labels), see l2ul.unseen
 
 
 def versions() -> Dict[str, str]:
@@ -178,6 +179,8 @@ def _report(*, result, cfg, bundle, dataset_spec, request, inputs, input_sha, mo
         "score_with_original_bn_stats": result.score_with_original_bn_stats,
         "holds_with_original_bn_stats": result.holds_with_original_bn_stats,
         "proxy": _proxy_source(result),
+        **({"unseen": {**result.unseen, "reference": request.extra.get("reference")}}
+           if result.unseen is not None else {}),
         "note_retain": ("the method trained on the remaining data; D_r is measured on a subset of it"
                         if "retain" in _method_obj(result.method).data else None),
     }
@@ -260,7 +263,7 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
                 dataset: str = "digits", data_dir=None, download: bool = False, forget_ids: Optional[str] = None,
                 forget_random: Optional[int] = None, relabel_to: Optional[str] = None, seed: int = 0,
                 method: str = "repair", config: Optional[UnlearnConfig] = None, report: Optional[str] = None,
-                proxy: Optional[str] = None, allow_training_proxy: bool = False,
+                proxy: Optional[str] = None, allow_training_proxy: bool = False, reference: Optional[str] = None,
                 overwrite: bool = False, keep_unconverged: bool = False, retain_eval_size: int = 10000,
                 progress: Optional[bool] = None, log: Optional[Log] = None, argv: Optional[Sequence[str]] = None,
                 cache: Optional[bool] = None, prepared: Optional[PreparedRequest] = None) -> RequestOutcome:
@@ -271,7 +274,8 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     list, or ``@FILE``) or ``forget_random`` (K random instances with ``seed``), ``relabel_to`` for the relabel
     task. ``method``: default ``repair`` (forget, then repair); ``proxy``: a proxy-image spec for it
     (``npz:PATH``, ``imagefolder:PATH``; data-free without one), refused if it overlaps the training split
-    unless ``allow_training_proxy``. ``config``'s seed is replaced by ``seed``. ``out``: the model file; ``report``: its JSON report
+    unless ``allow_training_proxy``. ``reference``: a labeled held-out set (:mod:`l2ul.reference`), which makes
+    the task ``unseen`` (:mod:`l2ul.unseen`). ``config``'s seed is replaced by ``seed``. ``out``: the model file; ``report``: its JSON report
     (default ``OUT.report.json``). The model is written only if the request holds (:func:`verdict_of`), or
     with ``keep_unconverged`` if it did not diverge; the report always. ``log``: called with progress lines. ``progress``: progress
     bars on stderr (default: when stderr is a terminal). ``cache``: whether the
@@ -300,12 +304,17 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
 
         raise ConfigError("a prepared request needs the model as an nn.Module", field="model")
     every_input = run_inputs(model=model, weights=weights, dataset=dataset, forget_ids=forget_ids,
-                             relabel_to=relabel_to, proxy=proxy)
+                             relabel_to=relabel_to, proxy=proxy, reference=reference)
     check_inputs(model=model, weights=weights, dataset=dataset, forget_ids=forget_ids, relabel_to=relabel_to,
-                 proxy=proxy)
+                 proxy=proxy, reference=reference)
+    if reference is not None and "unseen" not in _method_obj(method).tasks:
+        from .errors import ConfigError
+
+        raise ConfigError(f"method {method!r} does not do the unseen task (--reference-data); use method 'repair'",
+                          field="method")
     load = dict(model=model, arch=arch, weights=weights, num_classes=num_classes, dataset=dataset, data_dir=data_dir,
                 download=download, forget_ids=forget_ids, forget_random=forget_random, relabel_to=relabel_to,
-                seed=seed, method=method, proxy=proxy, allow_training_proxy=allow_training_proxy)
+                seed=seed, method=method, proxy=proxy, allow_training_proxy=allow_training_proxy, reference=reference)
     with claim_outputs(out, report, overwrite=overwrite, inputs=every_input, log=log) as (out, report_path):
         return _run_claimed(
             out=out, report_path=report_path, inputs=inputs, seed=seed, method=method,
@@ -314,7 +323,7 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
 
 
 def _load(*, model, arch, weights, num_classes, dataset, data_dir, download, forget_ids, forget_random,
-          relabel_to, seed, method, proxy, allow_training_proxy) -> Tuple[PreparedRequest, nn.Module]:
+          relabel_to, seed, method, proxy, allow_training_proxy, reference) -> Tuple[PreparedRequest, nn.Module]:
     """Load and check what :func:`run_request` names: the dataset, the model, the request, the method's data."""
     from .data import load_dataset
     from .loading import adopt_class_names, check_fit, load_model_from
@@ -332,9 +341,18 @@ def _load(*, model, arch, weights, num_classes, dataset, data_dir, download, for
     adopt_class_names(net, bundle)          # a foreign checkpoint's model gets the dataset's class names
     request = build_request(n_train=bundle.n_train, train_labels=bundle.train_labels, num_classes=bundle.num_classes,
                             forget_ids=forget_ids, forget_random=forget_random, relabel_to=relabel_to, seed=seed,
-                            train_ids=bundle.train_ids, class_names=bundle.class_names)
+                            train_ids=bundle.train_ids, class_names=bundle.class_names, unseen=reference is not None)
     data = method_data(method, bundle, request.ids, proxy=proxy, allow_training_proxy=allow_training_proxy)
-    return PreparedRequest(bundle=bundle, request=request, data=data, dataset_spec=dataset), net
+    ref = None
+    if reference is not None:
+        from .reference import check_reference_not_training, describe_reference, load_reference
+
+        xf, _ = bundle.stack_train(request.ids[:1])
+        ref = load_reference(reference, image_shape=tuple(xf.shape[1:]), num_classes=bundle.num_classes,
+                             class_names=bundle.class_names)
+        check_reference_not_training(ref, bundle)
+        request.extra["reference"] = describe_reference(reference, ref)
+    return PreparedRequest(bundle=bundle, request=request, data=data, dataset_spec=dataset, reference=ref), net
 
 
 def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], seed, method, config,
@@ -361,7 +379,7 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], seed, metho
         f"device {cfg.device or 'auto'}")
     result = unlearn(net, xf, yf, method=method, task=request.task, targets=request.targets, config=cfg,
                      data=prepared.data, progress=progress, ingredients=prepared.ingredients,
-                     inplace=prepared.inplace)
+                     inplace=prepared.inplace, reference=prepared.reference)
     stages["unlearn"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     n_retain_eval, retain_total, figures = _figures(net, result, prepared, retain_eval_size, seed, cfg, cache, log,

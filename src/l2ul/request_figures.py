@@ -85,6 +85,8 @@ def measure_request(before, result, bundle, request, sets: Dict[str, Any], *, se
         metrics = evaluate_unlearning(before, after, ids=ids, targets=request.targets, **sets, seed=seed,
                                       batch_size=batch_size, mia_max_samples=mia_max_samples, mia_attack=mia_attack)
         per_inst = metrics.pop("per_instance")
+        if result.unseen is not None:
+            _unseen_outcome(metrics, per_inst, result.unseen)
     else:
         metrics, per_inst = _diverged_figures(before, ids, request)
     add_membership_evidence(per_inst, before.predictions, after)
@@ -92,6 +94,18 @@ def measure_request(before, result, bundle, request, sets: Dict[str, Any], *, se
     per_class = per_class_accuracy(before.predictions["test"], None if after is None else after["test"],
                                    class_names=bundle.class_names)
     return metrics, per_inst, per_class, after
+
+
+def _unseen_outcome(metrics, per_inst, unseen) -> None:
+    """Task ``unseen``: an instance's request is met when, under the released model, its loss lies within one
+    band width of its band of the reference's losses (``forgotten``; ``in_band``: inside it), whatever it is
+    predicted as; each row gets its loss, band and percentile among the reference (:mod:`l2ul.unseen`)."""
+    for row, inst in zip(per_inst, unseen["instances"]):
+        row.update(forgotten=inst.get("near_band", inst["in_band"]), in_band=inst["in_band"],
+                   loss_after=inst["loss"], loss_band=inst["loss_band"],
+                   reference_percentile=inst.get("percentile"), quantile_band=inst.get("quantile_band"))
+    metrics["forget_success"] = sum(r["forgotten"] for r in per_inst) / max(len(per_inst), 1)
+    metrics["reference_accuracy"] = unseen["reference_accuracy"]
 
 
 def _diverged_figures(before, ids, request):

@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .config import TASKS
 from .errors import RequestError
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "TASKS",
 ]
 
-TASKS = ("misclassify", "relabel")
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _COMMENT_RE = re.compile(r"(^|\s)#.*$")
 
@@ -377,9 +377,13 @@ def build_request(*, n_train: int, train_labels: np.ndarray, num_classes: int,
                   forget_ids: Optional[str] = None, forget_random: Optional[int] = None,
                   relabel_to: Optional[str] = None, seed: int = 0,
                   train_ids: Optional[Sequence[Any]] = None,
-                  class_names: Optional[Sequence[str]] = None) -> DeletionRequest:
+                  class_names: Optional[Sequence[str]] = None, unseen: bool = False) -> DeletionRequest:
     """Build a :class:`DeletionRequest` from the CLI's ``--forget-ids`` / ``--forget-random`` /
-    ``--relabel-to`` values (exactly one of the first two). ``relabel_to`` makes the task ``relabel``."""
+    ``--relabel-to`` values (exactly one of the first two). ``relabel_to`` makes the task ``relabel``,
+    ``unseen`` the task ``unseen`` (the two exclude each other)."""
+    if unseen and relabel_to is not None:
+        raise RequestError("the unseen task (--reference-data) and --relabel-to exclude each other: an unseen "
+                           "instance keeps its own label")
     if (forget_ids is None) == (forget_random is None):
         raise RequestError("give exactly one of --forget-ids and --forget-random")
     train_labels = np.asarray(train_labels, dtype=np.int64)
@@ -392,7 +396,7 @@ def build_request(*, n_train: int, train_labels: np.ndarray, num_classes: int,
         ids = random_forget_ids(forget_random, n_train=n_train, seed=seed, labels=train_labels)
         source = f"--forget-random {forget_random} --seed {seed}"
     if relabel_to is None:
-        return DeletionRequest(ids=ids, task="misclassify", source=source)
+        return DeletionRequest(ids=ids, task="unseen" if unseen else "misclassify", source=source)
     targets = parse_relabel_targets(relabel_to, labels=train_labels[ids], num_classes=num_classes, seed=seed,
                                     ids=ids, class_names=class_names)
     return DeletionRequest(ids=ids, targets=targets, task="relabel", source=f"{source} --relabel-to {relabel_to}")

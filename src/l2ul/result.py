@@ -40,6 +40,9 @@ class UnlearnResult:
     #: running statistics. If the request no longer holds with them, the forgetting lives in the running
     #: statistics that the training-mode passes drifted, not in the weights (see README, Known limitations).
     score_with_original_bn_stats: Optional[float] = None
+    #: task ``unseen`` only: the reference and each instance's loss band and loss after
+    #: (:meth:`l2ul.unseen.ReferenceBands.describe`, with ``instances``)
+    unseen: Optional[Dict[str, Any]] = None
 
     @property
     def adversarial(self) -> Optional[AdversarialSet]:
@@ -87,6 +90,7 @@ class UnlearnResult:
             "score_with_original_bn_stats": self.score_with_original_bn_stats,
             "holds_with_original_bn_stats": self.holds_with_original_bn_stats,
             "forget_history": self.forget_history, "phases": self.phases,
+            **({"unseen": self.unseen} if self.unseen is not None else {}),
         }
 
     def summary(self) -> str:
@@ -100,13 +104,19 @@ class UnlearnResult:
             n = len(self.labels)
             bad = (round(self.score_with_original_bn_stats * n) if self.task == "misclassify"
                    else round((1 - self.score_with_original_bn_stats) * n))
-            what = ("be predicted as their label again" if self.task == "misclassify" else "miss their target")
+            what = {"misclassify": "be predicted as their label again", "relabel": "miss their target"}.get(
+                self.task, "leave their band of unseen-data losses")
             warn = (f"\nWARNING: with the original batch-norm running statistics, {bad} of {n} forget instances "
                     f"would {what}: this forgetting lives in the drifted running statistics, and recalibrating "
                     "batch norm on clean data would undo it (README, Known limitations)")
         return (f"{self.method}/{self.task}: {head} after {self.steps} steps; forget accuracy "
                 f"{100 * self.forget_accuracy:.1f}%"
                 + (f", on target {100 * self.target_accuracy:.1f}%" if self.targets is not None else "")
+                + (f" (reference accuracy {100 * self.unseen['reference_accuracy']:.1f}%), "
+                   f"{sum(i['in_band'] for i in self.unseen['instances'])} of {len(self.labels)} inside their band "
+                   f"of unseen-data losses under the final model, "
+                   f"{sum(i.get('near_band', False) for i in self.unseen['instances'])} within one band width"
+                   if self.unseen is not None else "")
                 + f"; time adversarial {t.get('adversarial', 0):.1f}s, importance {t.get('importance', 0):.1f}s, "
                   f"optimisation {t.get('optimization', 0):.1f}s"
                 + "".join(f", {name} {sec:.1f}s" for name, sec in t.items()

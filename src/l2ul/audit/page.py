@@ -106,8 +106,9 @@ def verdict(report: Mapping[str, Any]) -> tuple:
     steps_txt = f" after {int(steps)} steps" if num(steps) is not None else ""
     task = report.get("task") or d(report.get("request")).get("task")
     if status == "converged":
-        what = ("none of them is predicted as its label any more" if task != "relabel"
-                else "each is predicted as its target")
+        what = {"relabel": "each is predicted as its target",
+                "unseen": "each one's loss lies in its band of the losses of data the model never saw"}.get(
+            task, "none of them is predicted as its label any more")
         cls, line = "ok", f"Done: all {k} instance(s) are forgotten{steps_txt}; {what}"
         holds = report.get("holds_with_original_bn_stats")
         if holds is True:
@@ -163,10 +164,14 @@ def membership_summary(rows: List[Dict[str, Any]]) -> Optional[str]:
 
 
 def _data_used(report: Mapping[str, Any]) -> str:
+    ref = d(report.get("unseen")).get("reference")
+    ref_txt = f"; held-out reference (labeled, never the training split): {e(ref)}" if ref else ""
     if report.get("proxy"):
-        return f"proxy images: {e(report['proxy'])} (unlabeled; never the training data of the request)"
+        return f"proxy images: {e(report['proxy'])} (unlabeled; never the training data of the request){ref_txt}"
     if report.get("note_retain"):
         return f"the remaining training data: {e(report['note_retain'])}"
+    if ref_txt:
+        return "data-free repair (no proxy images)" + ref_txt
     return "none: only the model and the instances to forget"
 
 
@@ -177,7 +182,9 @@ def _asked(report: Mapping[str, Any], rows: List[Dict[str, Any]]) -> str:
     shown = ", ".join(e(i) for i in ids[:30]) + (f", … and {len(ids) - 30} more" if len(ids) > 30 else "")
     task = report.get("task") or req.get("task")
     task_txt = {"misclassify": "misclassify: no forget instance may be predicted as its label",
-                "relabel": "relabel: each forget instance must be predicted as its target"}.get(task, task)
+                "relabel": "relabel: each forget instance must be predicted as its target",
+                "unseen": "unseen: each forget instance must look like data the model never saw (its loss in a "
+                          "band of the losses of a held-out reference set)"}.get(task, task)
     ds = d(report.get("dataset"))
     ds_txt = None
     if ds:
@@ -251,6 +258,9 @@ def _instance_table(report: Mapping[str, Any], rows: List[Dict[str, Any]], thumb
         headers.append("loss percentile among unseen data: before → after")
     if has_cal:
         headers.append("calibrated percentile")
+    has_band = any(r.get("loss_band") is not None for r in rows)
+    if has_band:
+        headers.append("loss after (its band of unseen-data losses); percentile among the reference (target)")
     headers.append("verdict")
     body = []
     for r in rows:
@@ -269,6 +279,13 @@ def _instance_table(report: Mapping[str, Any], rows: List[Dict[str, Any]], thumb
                          f"{_percentile(r.get('loss_percentile'), flag=not has_cal)}")
         if has_cal:
             cells.append(_percentile(r.get("calibrated_percentile"), flag=True))
+        if has_band:
+            band, loss = lst(r.get("loss_band")), num(r.get("loss_after"))
+            pct, qb = num(r.get("reference_percentile")), lst(r.get("quantile_band"))
+            where = (f"; {pct:.0f} ({num(qb[0]):.0f}–{num(qb[1]):.0f})"
+                     if pct is not None and len(qb) == 2 and None not in map(num, qb) else "")
+            cells.append(f"{loss:.3g} ({num(band[0]):.3g} – {num(band[1]):.3g}){where}"
+                         if loss is not None and len(band) == 2 and None not in map(num, band) else "–")
         f = r.get("forgotten")
         cells.append('<span class="yes">forgotten</span>' if f is True else
                      '<span class="no">NOT forgotten</span>' if f is False else "–")

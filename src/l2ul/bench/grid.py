@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import UnlearnConfig
+from ..config import TASKS, UnlearnConfig
 from ..data import DatasetBundle
 from ..engine import prepare_ingredients, resolve_device
 from ..errors import ConfigError
@@ -41,7 +41,7 @@ from .machine import peak
 from .proxy import describe as proxy_describe
 from .proxy import hashed as proxy_hashed
 from .proxy import method_data as proxy_method_data
-from .proxy import proxy_images, split_test
+from .proxy import proxy_images, proxy_reference, split_test
 from .render import cell_line, cell_name, fmt_pct, sort_records, write_bench_outputs
 from .splits import eval_data, eval_splits, remaining_data
 from .store import append_jsonl, common_settings, open_out_dir
@@ -72,7 +72,8 @@ class _Grid:
     num_workers: int
     test_eval: Optional[np.ndarray] = None       # D_test indices (None: the whole test split)
     proxy: Optional[torch.Tensor] = None          # proxy images split from the test set (proxy_test_split)
-    task: str = "misclassify"                     # or "relabel": random wrong targets per (k, seed)
+    task: str = "misclassify"                     # or "relabel": random wrong targets per (k, seed); or "unseen"
+    reference: Any = None                          # task unseen: the proxy split's (images, labels)
     out: Path = Path()
     records: List[Dict[str, Any]] = field(default_factory=list)
     done: Set[Tuple[str, int, int]] = field(default_factory=set)
@@ -141,7 +142,8 @@ def _plan(model: nn.Module, bundle: DatasetBundle, cfg0: UnlearnConfig, device: 
                  method_objs=method_objs, forget=forget, retain_eval=retain_eval, oracle_pool=oracle_pool,
                  settings=settings, mia_max_samples=mia_max_samples, mia_attack=mia_attack, progress=progress,
                  log=log, config_name=config_name, num_workers=num_workers, test_eval=test_eval,
-                 proxy=proxy_images(bundle, proxy_idx), task=task)
+                 proxy=proxy_images(bundle, proxy_idx), task=task,
+                 reference=proxy_reference(bundle, proxy_idx) if task == "unseen" else None)
 
 
 def _open(run: _Grid, out_dir) -> int:
@@ -192,7 +194,8 @@ def _prepare_group(run: _Grid, ev: _Evaluation, k: int, seed: int, pending: List
     needed = [n for m in pending for n in run.method_objs[m].ingredients]
     shared = prepare_ingredients(ev.model, xf.to(run.device), yf.to(run.device), needed, config=cfg,
                                  task=run.task, targets=targets, progress=run.progress,
-                                 data={"proxy": run.proxy} if run.proxy is not None else None)
+                                 data={"proxy": run.proxy} if run.proxy is not None else None,
+                                 reference=run.reference)
     n_adv_methods = sum("adversarial" in run.method_objs[m].ingredients for m in run.methods)
     return _Group(k, seed, ids, xf, yf, cfg, original, shared, n_adv_methods, targets)
 
@@ -242,10 +245,13 @@ def _run_cell(run: _Grid, ev: _Evaluation, g: _Group, m: str) -> None:
     data.update(proxy_method_data(run.method_objs[m], run.proxy))
     request = DeletionRequest(ids=g.ids, targets=g.targets, task=run.task,
                               source=f"l2ul bench: random_forget_ids({g.k}, seed={g.seed})"
-                              + (" --relabel-to random" if g.targets is not None else ""))
+                              + (" --relabel-to random" if g.targets is not None else ""),
+                              extra={"reference": f"{len(run.reference[1])} labeled test images (the proxy split; "
+                                                  "D_test is the rest)"} if run.reference is not None else {})
     prepared = PreparedRequest(bundle=run.bundle, request=request, data=data, ingredients=g.shared,
                                retain=ev.retain_data, test=ev.test_data, original=g.original,
-                               mia_max_samples=run.mia_max_samples, mia_attack=run.mia_attack, write_model=False)
+                               mia_max_samples=run.mia_max_samples, mia_attack=run.mia_attack, write_model=False,
+                               reference=run.reference)
     name = cell_name(m, g.k, g.seed)
     # the cell's report and audit page beside its record (cells/<cell>.report.json/.html); no model file
     outcome = run_request(out=run.out / "cells" / f"{name}.safetensors", report=run.out / "cells" / f"{name}.report.json",
@@ -299,7 +305,10 @@ def run_bench(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[str]
     change between runs. ``config.seed`` is replaced by each cell's grid seed. ``proxy_test_split=N``: N test
     images become the proxy of methods that use one (:mod:`l2ul.bench.proxy`); D_test is the rest.
     ``task="relabel"``: every request relabels its instances to random wrong classes (drawn as ``l2ul unlearn
-    --relabel-to random`` draws them with the cell's seed) instead of misclassifying them.
+    --relabel-to random`` draws them with the cell's seed) instead of misclassifying them. ``task="unseen"``
+    (needs ``proxy_test_split``): every request makes its instances look unseen, measured on the proxy split
+    with its labels as the reference set (:mod:`l2ul.unseen`); D_test, on which the loss AUC is measured, is
+    the rest of the test split.
     """
     cfg0 = (config or UnlearnConfig()).validate()
     methods = resolve_methods(methods)
@@ -308,8 +317,16 @@ def run_bench(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[str]
     log = log or (lambda s: None)
     if mia_attack not in ("svc", "logistic"):
         raise ConfigError(f"mia_attack must be 'svc' or 'logistic', got {mia_attack!r}")
-    if task not in ("misclassify", "relabel"):
-        raise ConfigError(f"task must be 'misclassify' or 'relabel' (random targets), got {task!r}")
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)} (relabel: random targets), got {task!r}")
+    if task == "unseen":
+        if not proxy_test_split:
+            raise ConfigError("the unseen task needs a reference split: give --proxy-test-split N (N labeled test "
+                              "images become the reference and the proxy; D_test is the rest)",
+                              field="proxy_test_split")
+        unable = [m for m in methods if "unseen" not in get_method(m).tasks]
+        if unable:
+            raise ConfigError(f"method(s) {', '.join(unable)} do not do the unseen task", field="methods")
     device = resolve_device(cfg0.device)
     run = _plan(model, bundle, cfg0, device, methods=methods, ks=ks, seeds=seeds, retain_eval_size=retain_eval_size,
                 oracle_pool_size=oracle_pool_size, mia_max_samples=mia_max_samples, mia_attack=mia_attack,

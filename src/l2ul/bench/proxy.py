@@ -3,7 +3,8 @@
 A benchmark has no separate unlabeled pool, so ``proxy_test_split=N`` sets aside a fixed random ``N`` test
 images (``numpy.random.default_rng(PROXY_SPLIT_SEED)``) as the proxy; D_test (and the membership figures
 that use it) is then measured on the *other* test images only, for every method of the run, so no method is
-evaluated on images it distilled on. Labels of the proxy images are never read.
+evaluated on images it distilled on. Labels of the proxy images are never read, except by the ``unseen``
+task, which uses the same split with its labels as its reference set (:func:`proxy_reference`).
 """
 from __future__ import annotations
 
@@ -38,6 +39,14 @@ def proxy_images(bundle: DatasetBundle, proxy_idx: Optional[np.ndarray]) -> Opti
     images.l2ul_source = (f"{len(proxy_idx)} test images (default_rng({PROXY_SPLIT_SEED}) split; D_test is the "
                           f"other {bundle.n_test - len(proxy_idx)})")
     return images
+
+
+def proxy_reference(bundle: DatasetBundle, proxy_idx: Optional[np.ndarray]) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """The proxy split *with its labels* ``(images, labels)``: the reference set of the ``unseen`` task, whose
+    losses under the original model stand for data it never saw (D_test stays the other test images)."""
+    if proxy_idx is None:
+        return None
+    return stack(bundle.test, [int(i) for i in proxy_idx])
 
 
 def describe(proxy_idx: np.ndarray, test_eval: np.ndarray) -> Dict[str, Any]:

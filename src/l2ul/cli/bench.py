@@ -34,6 +34,9 @@ def add_arguments(parser) -> None:
     grid.add_argument("--relabel-random", action="store_true",
                       help="grid mode: relabel each request's instances to random wrong classes (the relabel task) "
                            "instead of misclassifying them")
+    grid.add_argument("--unseen", action="store_true",
+                      help="grid mode: the unseen task (each instance made to look like data the model never saw), "
+                           "with the --proxy-test-split images and their labels as the reference set")
     grid.add_argument("--requests", type=int, default=None, metavar="R",
                       help="continual mode: R successive requests of --k instances on the same model")
     add_config_arguments(parser)
@@ -67,8 +70,10 @@ def cmd_bench(args) -> int:
     ks = ([16] if continual else list(DEFAULT_KS)) if args.k is None else _csv_ints(args.k, "--k")
     if continual and len(ks) != 1:
         raise ConfigError("continual mode (--requests) takes a single --k (instances per request)")
-    if continual and args.relabel_random:
-        raise ConfigError("--relabel-random is a grid-mode option (continual requests misclassify)")
+    if continual and (args.relabel_random or args.unseen):
+        raise ConfigError("--relabel-random and --unseen are grid-mode options (continual requests misclassify)")
+    if args.relabel_random and args.unseen:
+        raise ConfigError("--relabel-random and --unseen are two tasks: give one")
     if continual and args.requests < 1:
         raise ConfigError(f"--requests must be at least 1, got {args.requests}")
     model = load_model_from_args(args)
@@ -84,5 +89,5 @@ def cmd_bench(args) -> int:
         run_continual(model, bundle, requests=args.requests, k=ks[0], seed=seeds[0], **common)
     else:
         run_bench(model, bundle, ks=ks, seeds=seeds, mia_max_samples=args.mia_max_samples,
-                  mia_attack=args.mia_attack, task="relabel" if args.relabel_random else "misclassify", **common)
+                  mia_attack=args.mia_attack, task="relabel" if args.relabel_random else "unseen" if args.unseen else "misclassify", **common)
     return 0

@@ -28,6 +28,11 @@ def add_arguments(p) -> None:
                         "never read (default: data-free, images synthesised from the model, cached)")
     g.add_argument("--allow-training-proxy", action="store_true",
                    help="accept proxy images from the training split (that makes it the oracle)")
+    g = p.add_argument_group("the unseen task (forget as if never seen)")
+    g.add_argument("--reference-data", metavar="SPEC",
+                   help="make each instance look like data the model never saw, measured on these labeled held-out "
+                        "images (a validation split; never the training split): npz:PATH (keys x and y) or "
+                        "imagefolder:PATH (one sub-folder per class). Sets the task to unseen")
     add_config_arguments(p)
     g = p.add_argument_group("output")
     g.add_argument("--out", required=True, metavar="FILE", help="where to write the unlearned model")
@@ -52,7 +57,8 @@ def cmd_unlearn(args) -> int:
         out=args.out, model=args.model, arch=args.arch, weights=args.weights, num_classes=args.num_classes,
         dataset=args.dataset, data_dir=args.data_dir, download=args.download, forget_ids=args.forget_ids,
         forget_random=args.forget_random, relabel_to=args.relabel_to, seed=args.seed, method=args.method,
-        config=cfg, proxy=args.proxy_data, allow_training_proxy=args.allow_training_proxy, report=args.report, overwrite=args.overwrite, keep_unconverged=args.keep_unconverged,
+        config=cfg, proxy=args.proxy_data, allow_training_proxy=args.allow_training_proxy,
+        reference=args.reference_data, report=args.report, overwrite=args.overwrite, keep_unconverged=args.keep_unconverged,
         retain_eval_size=args.retain_eval_size, progress=progress_of(args), log=info,
         argv=getattr(args, "argv", None))
     _print_outcome(outcome, args)
@@ -74,10 +80,16 @@ def verdict(outcome) -> str:
     if result.status == "diverged":
         return "verdict: FAILED: unlearning diverged; no model was written and nothing was deleted"
     k = len(result.labels)
-    relabel = result.task == "relabel"
-    ok = (sum(p == t for p, t in zip(result.preds_after, result.targets)) if relabel
-          else sum(p != y for p, y in zip(result.preds_after, result.labels)))
-    what = "predicted as their target" if relabel else "no longer predicted as their label"
+    relabel = result.task != "misclassify"        # (score 1 is done, as for relabel)
+    if result.task == "unseen":
+        ok = sum(i["in_band"] for i in result.unseen["instances"]) if result.unseen else 0
+        what = "within their band of unseen-data losses"
+    elif relabel:
+        ok = sum(p == t for p, t in zip(result.preds_after, result.targets))
+        what = "predicted as their target"
+    else:
+        ok = sum(p != y for p, y in zip(result.preds_after, result.labels))
+        what = "no longer predicted as their label"
     written = "the model was written anyway (--keep-unconverged)" if saved else "no model was written"
     score = result.score_with_original_bn_stats
     every = "the instance is" if k == 1 else f"all {k} instances are"

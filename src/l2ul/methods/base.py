@@ -44,7 +44,8 @@ class MethodContext:
     prepares in ``extras``.
 
     ``task``, ``config``: the request's task and the run's config. ``model``: the working copy being
-    unlearned. ``x_forget``/``y_forget``: the forget set and its labels; ``targets``: relabel targets.
+    unlearned. ``x_forget``/``y_forget``: the forget set and its labels; ``targets``: relabel targets;
+    ``bands``: task ``unseen``, each instance's band of soft margins ``[k, 2]`` (:mod:`l2ul.unseen`).
     ``ingredients``: prepared ingredients by name (see :mod:`l2ul.methods.ingredients`). ``data``: the data
     the caller supplied by name (only names the method declared). ``generator``: the run's seeded generator
     (batch order, random targets). ``logits_before``: the original model's logits on the forget set.
@@ -64,6 +65,7 @@ class MethodContext:
     data: Dict[str, Any] = field(default_factory=dict)
     extras: Dict[str, Any] = field(default_factory=dict)
     progress: bool = False
+    bands: Optional[torch.Tensor] = None
 
     @property
     def term_labels(self) -> torch.Tensor:
@@ -91,7 +93,8 @@ class Phase:
     rolls back to the last step where it held). ``make_optimizer(params)``: the phase's optimiser.
     ``loss(model, ctx)``: one step's loss (the phase draws its own batch). ``bn``: ``"train"`` or
     ``"freeze"``, the batch-norm mode during its steps. ``make_scheduler(optimizer)``: an optional
-    learning-rate scheduler, stepped after every optimiser step.
+    learning-rate scheduler, stepped after every optimiser step. ``on_start(ctx)``: called once as the phase
+    starts (e.g. to re-read a target from the model as the earlier phases left it).
     """
 
     name: str
@@ -102,6 +105,7 @@ class Phase:
     bn: str = "train"
     should_stop: Optional[Callable[[int, MethodContext], bool]] = None
     make_scheduler: Optional[Callable[[torch.optim.Optimizer], Any]] = None
+    on_start: Optional[Callable[["MethodContext"], None]] = None
 
 
 def cycle_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -174,6 +178,8 @@ class UnlearningMethod:
     data_needs: str = "none"
     #: where the method comes from
     source: str = ""
+    #: the tasks it can do (l2ul.config.TASKS); "unseen" needs a loss-band forget term (see methods.repair)
+    tasks: Tuple[str, ...] = ("misclassify", "relabel")
 
     def setup(self, ctx: MethodContext) -> None:
         """Called once after the ingredients are prepared, before the first phase."""

@@ -27,6 +27,13 @@ one the method is **data-free**: it synthesises ``synth_images`` images from the
 its batch-norm statistics (DeepInversion, Yin et al., *Dreaming to Distill: Data-free Knowledge Transfer via
 DeepInversion*, CVPR 2020, github.com/NVlabs/DeepInversion; :mod:`l2ul.synthesis`), cached per model hash,
 so the synthesis is a one-time cost per model (reported as ``timings["proxy"]``).
+Task ``unseen`` (:mod:`l2ul.unseen`): phase 1 descends the band violation of each instance's soft margin
+(its loss band of unseen data, from the reference set) instead of a cross-entropy, and the repair keeps
+every instance inside its band with a margin (``min(hinge_margin, band width / 4)``). Phases 1 and 2 aim
+at the original model's bands; a third phase, ``settle`` (``settle_steps``, the repair's loss, optimiser and
+stopping rule), re-reads the bands from the repaired model on the whole reference and moves the forget set
+into them, because "unseen" is judged against the released model's own unseen-data losses
+(:mod:`l2ul.unseen`).
 The forget term follows the boundary-crossing target of Boundary Shrink (Chen et al., CVPR 2023); the
 distillation toward the original is the "good teacher" term of SCRUB (Kurmanji et al., NeurIPS 2023), here
 on proxy data instead of the remaining data.
@@ -41,7 +48,7 @@ from torch import nn
 
 from .._progress import progress_bar
 from ._registry import register_method
-from .base import MethodContext, Phase, UnlearningMethod, cycle_batches, fixed_target_phase
+from .base import MethodContext, Phase, UnlearningMethod, cycle_batches, fixed_target_phase, sgd
 from .ingredients import register_ingredient
 
 
@@ -133,9 +140,12 @@ class Repair(UnlearningMethod):
     config_groups = ("repair",)
     data_needs = "none (data-free), or unlabeled proxy images (--proxy-data)"
     source = "l2ul; DeepInversion (Yin et al., CVPR 2020) for the data-free proxy"
+    tasks = ("misclassify", "relabel", "unseen")
 
     def setup(self, ctx: MethodContext) -> None:
-        if ctx.task == "misclassify":
+        if ctx.task == "unseen":
+            ctx.extras["forget_targets"] = None      # the bands are the targets (ctx.bands)
+        elif ctx.task == "misclassify":
             others = ctx.logits_before.scatter(1, ctx.y_forget[:, None], float("-inf"))
             ctx.extras["forget_targets"] = others.argmax(1)       # fixed once, from the original model
         else:
@@ -155,7 +165,12 @@ class Repair(UnlearningMethod):
         cfg = ctx.config
         repair = Phase("repair", "repair", cfg.repair_steps, _repair_optimizer(cfg), self._repair_loss(ctx),
                        bn="freeze", should_stop=_KLPlateau(ctx), make_scheduler=_repair_schedule(cfg))
-        return [fixed_target_phase(ctx, ctx.extras["forget_targets"], bn="freeze"), repair]
+        if ctx.task != "unseen":
+            return [fixed_target_phase(ctx, ctx.extras["forget_targets"], bn="freeze"), repair]
+        settle = Phase("settle", "repair", cfg.settle_steps, _repair_optimizer(cfg), self._repair_loss(ctx),
+                       bn="freeze", should_stop=_KLPlateau(ctx), on_start=_reread_bands,
+                       make_scheduler=_repair_schedule(cfg, cfg.settle_steps))
+        return [_band_phase(ctx), repair] + ([settle] if cfg.settle_steps else [])
 
     def _repair_loss(self, ctx: MethodContext):
         cfg = ctx.config
@@ -173,10 +188,51 @@ class Repair(UnlearningMethod):
             keep, student = logits[: x_keep.shape[0]], logits[x_keep.shape[0]:]
             kd = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher[idx].to(c.device), 1),
                           reduction="batchmean", log_target=True)
-            hinge = margin_violation(keep, y_keep, c.task, cfg.hinge_margin).mean()
+            hinge = _violation(keep, y_keep, c, cfg.hinge_margin).mean()
+            if c.task == "unseen" and cfg.unseen_logit_weight:
+                kd = kd + cfg.unseen_logit_weight * _logit_gap(student, teacher[idx].to(c.device))
             return kd + cfg.hinge_weight * hinge
 
         return loss
+
+
+def _violation(logits: torch.Tensor, labels: torch.Tensor, ctx: MethodContext, margin: float) -> torch.Tensor:
+    """The task's per-instance constraint violation: the band of :mod:`l2ul.unseen`, else the logit margin."""
+    if ctx.task == "unseen":
+        from ..unseen import band_violation
+
+        return band_violation(logits, labels, ctx.bands, margin)
+    return margin_violation(logits, labels, ctx.task, margin)
+
+
+def _band_phase(ctx: MethodContext) -> Phase:
+    """Task ``unseen``'s forget phase: the band violation of shuffled forget batches (margin inside the band as
+    in the repair), with the config's SGD and step budget and frozen batch norm."""
+    from ..unseen import band_violation
+
+    cfg = ctx.config
+    batches = cycle_batches(ctx.x_forget.shape[0], cfg.forget_batch_size, ctx.generator)
+
+    def loss(model: nn.Module, c: MethodContext) -> torch.Tensor:
+        idx = next(batches).to(c.device)
+        return band_violation(model(c.x_forget[idx]), c.y_forget[idx], c.bands[idx], cfg.hinge_margin).mean()
+
+    return Phase("optimization", "forget", cfg.max_steps, sgd(cfg), loss, bn="freeze")
+
+
+def _logit_gap(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the row-centred logits: unlike the KL at temperature 1, which barely sees a
+    confidence drop on a saturated prediction (p 0.9993 -> 0.99 costs 0.008), it keeps the logit scale, and so
+    the losses of unseen data that the unseen task's bands are read on."""
+    d = (student - student.mean(1, keepdim=True)) - (teacher - teacher.mean(1, keepdim=True))
+    return d.pow(2).mean()
+
+
+def _reread_bands(ctx: MethodContext) -> None:
+    """The settling phase's target: the bands re-read on the whole reference from the repaired model."""
+    from ..unseen import reread_bands
+
+    reread_bands(ctx)
 
 
 def _constrained_set(ctx: MethodContext):
@@ -190,12 +246,14 @@ def _constrained_set(ctx: MethodContext):
     return x, y
 
 
-def _repair_schedule(cfg):
-    """Cosine decay of the repair learning rate to 0 over ``repair_steps`` (``repair_schedule="cosine"``, the
-    default since 0.4, as in the probe that measured it: benchmarks/results/repair_probe.md), or none."""
-    if cfg.repair_schedule == "constant" or cfg.repair_steps == 0:
+def _repair_schedule(cfg, steps: Optional[int] = None):
+    """Cosine decay of the repair learning rate to 0 over ``repair_steps`` (or ``steps``;
+    ``repair_schedule="cosine"``, the default since 0.4, as in the probe that measured it:
+    benchmarks/results/repair_probe.md), or none."""
+    steps = cfg.repair_steps if steps is None else steps
+    if cfg.repair_schedule == "constant" or steps == 0:
         return None
-    return lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.repair_steps)
+    return lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
 
 
 def _repair_optimizer(cfg):
@@ -218,7 +276,9 @@ class _KLPlateau:
     def __call__(self, step: int, ctx: MethodContext) -> bool:
         cfg = ctx.config
         hold = ctx.extras["proxy_holdout"]
-        if step % cfg.repair_check_every or len(hold) == 0:
+        if step % cfg.repair_check_every:
+            return False
+        if len(hold) == 0:
             return False
         x = ctx.ingredients["proxy"].images[hold].to(ctx.device)
         t = ctx.ingredients["teacher"][hold].to(ctx.device)
