@@ -3,7 +3,7 @@
 # train split) and the JPEG copy of CIFAR-10 in ../shared/datasets, with the paper's CIFAR-10 recipe
 # (the defaults). Every step resumes where a killed run stopped.
 # Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle oracle_s0 budget_k64 continual continual_nearest
-#        repair_proxy repair_proxy_fast repair_relabel_proxy repair_relabel_free peers_k16 peers_k128 repair_proxy_sgd repair_free repair_free_adam repair_free_cosine repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free unseen_k16 unseen_k64)
+#        repair_proxy repair_proxy_fast repair_relabel_proxy repair_relabel_free peers_k16 peers_k128 repair_proxy_sgd repair_free repair_free_adam repair_free_cosine repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free unseen_k16 unseen_k64 repair_relabel_proxy_kd)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 STEPS=${*:-grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest}
@@ -51,10 +51,13 @@ for step in $STEPS; do
     repair_proxy_fast)  # a third of the repair steps at a larger rate: does the quality hold? (issue #12)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
         --repair-steps 100 --repair-lr 3e-4 --out $OUT/resnet20_repair_proxy_fast --no-progress ;;
-    repair_relabel_proxy)  # the relabel task (random wrong targets), with proxy, k = 16
+    repair_relabel_proxy)  # the relabel task (random wrong targets), with proxy, k = 16 (forget phase without KD)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
-        --relabel-random --out $OUT/resnet20_repair_relabel_proxy --no-progress ;;
-    repair_relabel_free)  # the relabel task, data-free, k = 16
+        --relabel-random --relabel-forget-kd 0 --out $OUT/resnet20_repair_relabel_proxy --no-progress ;;
+    repair_relabel_proxy_kd)  # the same with 0.4's relabel_forget_kd 1 (distillation during the forget phase too)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
+        --relabel-random --out $OUT/resnet20_repair_relabel_proxy_kd --no-progress ;;
+    repair_relabel_free)  # the relabel task, data-free, k = 16 (0.4 defaults: relabel_forget_kd 1)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
         --out $OUT/resnet20_repair_relabel_free --no-progress ;;
     peers_k16)   # issue #14: every method on the same forget sets and D_r subset, k = 16 (oracle-like methods

@@ -19,6 +19,8 @@ TASKS = ("misclassify", "relabel", "unseen")
 #: config groups that only some methods read (a method names those it reads in ``config_groups``): results
 #: stores leave them out of their settings hash when none of their methods reads them
 METHOD_GROUPS = ("repair",)
+#: config groups that only one task reads: results stores leave them out of their settings hash for the others
+TASK_GROUPS = {"relabel task": "relabel", "unseen task": "unseen"}
 
 
 def _field(default: Any, group: str, help: str, *, minimum: Optional[float] = None, exclusive: bool = False,
@@ -231,6 +233,10 @@ class UnlearnConfig:
     repair_schedule: str = _field("cosine", "repair", "learning-rate schedule of the repair phase: cosine (decays "
                                   "to 0 over repair_steps) or constant (0.3's behaviour)",
                                   choices=("cosine", "constant"), since="0.4", hash_omit="constant")
+    relabel_forget_kd: float = _field(1.0, "relabel task", "task relabel, method repair: weight of the "
+                                      "distillation on proxy images during the forget phase too (0: the forget "
+                                      "phase descends toward the targets alone, 0.3's behaviour)", minimum=0,
+                                      since="0.4", hash_omit=0.0)
     synth_augment: int = _field(4096, "repair", "data-free: shifted/flipped and mixup copies of the synthesised "
                                 "images added to the proxy (half each)", minimum=0, since="0.3")
 

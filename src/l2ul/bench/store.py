@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import METHOD_GROUPS, UnlearnConfig
+from ..config import METHOD_GROUPS, TASK_GROUPS, UnlearnConfig
 from ..data import DatasetBundle
 from ..engine import ENGINE_REVISION
 from ..errors import L2ULError
@@ -56,11 +56,13 @@ def settings_hash(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _hashed_config(config: UnlearnConfig, methods: List[str]) -> Dict[str, Any]:
+def _hashed_config(config: UnlearnConfig, methods: List[str], task: str = "misclassify") -> Dict[str, Any]:
     # fields added after 0.2 enter the hash only when set, so folders written by 0.2 keep resuming; the
-    # fields of a method-specific group (METHOD_GROUPS) only when one of the folder's methods reads them
+    # fields of a method-specific group (METHOD_GROUPS) only when one of the folder's methods reads them, and
+    # those of a task's group (TASK_GROUPS) only for that task
     read = {g for m in methods for g in get_method(m).config_groups}
-    return config.hashed_dict(exclude=_UNHASHED_CONFIG, drop_groups=[g for g in METHOD_GROUPS if g not in read])
+    drop = [g for g in METHOD_GROUPS if g not in read] + [g for g, t in TASK_GROUPS.items() if t != task]
+    return config.hashed_dict(exclude=_UNHASHED_CONFIG, drop_groups=drop)
 
 
 def _legacy_hashed(hashed: Mapping[str, Any]) -> Dict[str, Any]:
@@ -89,7 +91,7 @@ def common_settings(model: nn.Module, bundle: DatasetBundle, config: UnlearnConf
         "model": _model_desc(model),
         "dataset": {"name": bundle.name, "n_train": bundle.n_train, "n_test": bundle.n_test,
                     "num_classes": bundle.num_classes},
-        "config": _hashed_config(config, methods),
+        "config": _hashed_config(config, methods, extra_hashed.get("task", "misclassify")),
         "retain_eval_size_requested": retain_eval_size,
         "retain_eval_seed": RETAIN_EVAL_SEED,
         "retain_eval_sha": index_hash(retain_eval),
