@@ -251,6 +251,7 @@ def test_cli_unseen_end_to_end(tmp_path, capsys):
     assert rep["unseen"]["final_loss_bands"] == [r["loss_band"] for r in rows]
     page = (tmp_path / "u.safetensors.report.html").read_text()
     assert "look like data the model never saw" in page and "held-out reference" in page
+    _check_in_browser(tmp_path / "u.safetensors.report.html", tmp_path, rows)
     # the training split is never a reference; a method without the task is refused before any work
     train_ref = _digits_npz(tmp_path, "train", 100)
     rc, _, err = run(capsys, "unlearn", "--model", model, "--dataset", "digits", "--forget-random", "8",
@@ -264,6 +265,26 @@ def test_cli_unseen_end_to_end(tmp_path, capsys):
                      "--reference-data", f"npz:{ref}", "--relabel-to", "random", "--out", tmp_path / "r.safetensors",
                      *FAST)
     assert_user_error(rc, err, "exclude")
+
+
+def _check_in_browser(page, tmp_path, rows):
+    """The unseen run's audit page as headless Chromium renders it (offline): the task, the reference and each
+    instance's loss band (skipped without a browser, as the audit tests)."""
+    import subprocess
+
+    from test_audit import _chromium, _no_network_prefix, text_of
+
+    browser = _chromium()
+    if browser is None:
+        return
+    dom = subprocess.run([*_no_network_prefix(), browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                          page.resolve().as_uri()], capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    text = text_of(dom.stdout)
+    assert "Task unseen: each forget instance must look like data the model never saw" in text
+    assert "held-out reference (labeled, never the training split)" in text
+    assert "its band of unseen-data losses" in text and f"{rows[0]['loss_after']:.3g}" in text
 
 
 def test_bench_unseen_task(tmp_path):

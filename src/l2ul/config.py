@@ -233,6 +233,10 @@ class UnlearnConfig:
     repair_schedule: str = _field("cosine", "repair", "learning-rate schedule of the repair phase: cosine (decays "
                                   "to 0 over repair_steps) or constant (0.3's behaviour)",
                                   choices=("cosine", "constant"), since="0.4", hash_omit="constant")
+    repair_logit_weight: float = _field(0.0, "repair", "tasks misclassify and relabel: weight of the mean squared "
+                                        "difference of centred logits from the original's, beside the KL, in the "
+                                        "repair (the unseen task has its own, unseen_logit_weight)", minimum=0,
+                                        since="0.4")
     relabel_forget_kd: float = _field(1.0, "relabel task", "task relabel, method repair: weight of the "
                                       "distillation on proxy images during the forget phase too (0: the forget "
                                       "phase descends toward the targets alone, 0.3's behaviour)", minimum=0,

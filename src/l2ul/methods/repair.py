@@ -215,8 +215,9 @@ class Repair(UnlearningMethod):
             kd = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher[idx].to(c.device), 1),
                           reduction="batchmean", log_target=True)
             hinge = _violation(keep, y_keep, c, cfg.hinge_margin).mean()
-            if c.task == "unseen" and cfg.unseen_logit_weight:
-                kd = kd + cfg.unseen_logit_weight * _logit_gap(student, teacher[idx].to(c.device))
+            w = cfg.unseen_logit_weight if c.task == "unseen" else cfg.repair_logit_weight
+            if w:
+                kd = kd + w * _logit_gap(student, teacher[idx].to(c.device))
             return kd + cfg.hinge_weight * hinge
 
         return loss

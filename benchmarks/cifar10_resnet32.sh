@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The ResNet-32 rows of BENCHMARKS.md section 5 (issue #11: "the same k = 16 rows on the shared ResNet-32, to
+# show it is not tuned to one network"): the real CIFAR-10 ResNet-32 (akamaster weights, trained on the original
+# train split) on the JPEG copy of CIFAR-10 in ../shared/datasets, with l2ul's defaults. Every step resumes.
+# Usage: bash benchmarks/cifar10_resnet32.sh [SHARED_DIR] [STEP...]   (steps: repair_proxy repair_free
+#        repair_relabel_proxy repair_relabel_free)
+set -euo pipefail
+SHARED=${1:-../shared}; shift || true
+STEPS=${*:-repair_proxy repair_free repair_relabel_proxy repair_relabel_free}
+MODEL=(--arch resnet32 --weights "$SHARED/datasets/pretrained/cifar10_resnet32-d509ac18.th")
+DATA=(--dataset "cifar10-jpeg:$SHARED/datasets/cifar10_jpeg.npz")
+OUT=benchmarks/results
+for step in $STEPS; do
+  case $step in
+    repair_proxy)  # the default method with 5,000 unlabeled test images as proxy (D_test: the other 5,000)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
+        --out $OUT/resnet32_repair_proxy --no-progress ;;
+    repair_free)   # data-free: 1,024 images synthesised once from the model's BN statistics (cached per model)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 \
+        --out $OUT/resnet32_repair_free --no-progress ;;
+    repair_relabel_proxy)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
+        --relabel-random --out $OUT/resnet32_repair_relabel_proxy --no-progress ;;
+    repair_relabel_free)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
+        --out $OUT/resnet32_repair_relabel_free --no-progress ;;
+    *) echo "unknown step $step" >&2; exit 2 ;;
+  esac
+done
