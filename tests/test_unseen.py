@@ -185,7 +185,7 @@ def test_unseen_refusals(overfit):
         unlearn(net, xf, yf, task="unseen", config=CFG)
     with pytest.raises(RequestError, match="only by task 'unseen'"):
         unlearn(net, xf, yf, task="misclassify", reference=ref, config=CFG)
-    with pytest.raises(ConfigError, match="does not do task 'unseen'.*repair"):
+    with pytest.raises(ConfigError, match="supports only tasks 'misclassify', 'relabel', not 'unseen'; methods that do 'unseen': repair"):
         unlearn(net, xf, yf, method="neggrad", task="unseen", reference=ref, config=CFG)
     with pytest.raises(RequestError, match="at least 20"):
         unlearn(net, xf, yf, task="unseen", reference=(ref[0][:5], ref[1][:5]), config=CFG)

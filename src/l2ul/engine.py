@@ -270,8 +270,9 @@ def _check_task(m: UnlearningMethod, task: str, reference) -> None:
         raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
     if task not in m.tasks:
         able = ", ".join(n for n in _methods_for(task)) or "none"
-        raise ConfigError(f"method {m.name!r} does not do task {task!r} (it does {', '.join(m.tasks)}); methods "
-                          f"that do: {able}")
+        does = ", ".join(repr(t) for t in m.tasks)
+        raise ConfigError(f"method {m.name!r} supports only task{'s' if len(m.tasks) > 1 else ''} {does}, not "
+                          f"{task!r}; methods that do {task!r}: {able}")
     if task == "unseen" and reference is None:
         raise RequestError("task 'unseen' needs a labeled held-out reference set (reference=(images, labels); "
                            "--reference-data SPEC): the losses of data the model never saw")

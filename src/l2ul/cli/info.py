@@ -15,7 +15,8 @@ def cmd_info(args) -> int:
     print("methods:")
     for name in list_methods():
         m = get_method(name)
-        print(f"  {name:10s} {m.description}\n  {'':10s} needs: {m.data_needs}" + (f"; source: {m.source}" if m.source else ""))
+        print(f"  {name:10s} {m.description}\n  {'':10s} needs: {m.data_needs}" + (f"; source: {m.source}" if m.source else "")
+              + f"\n  {'':10s} tasks: {', '.join(m.tasks)}")
     print("models (plus tv:<any torchvision classification model>, timm:<any timm model> with l2ul[timm]):")
     for name in list_models():
         print(f"  {name:16s} {model_info(name).get('description', '')}")

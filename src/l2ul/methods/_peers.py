@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
 from .base import MethodContext
 
 
@@ -37,13 +36,6 @@ def retain_batches(ctx: MethodContext) -> Iterator[Tuple[torch.Tensor, torch.Ten
 
     for xb, yb in _retain_iter(ctx.data["retain"], ctx.config.retain_batch_size, ctx.generator):
         yield xb.to(ctx.device), torch.as_tensor(yb).long().to(ctx.device)
-
-
-def misclassify_only(ctx: MethodContext, name: str, why: str) -> None:
-    """Refuse ``task="relabel"`` for a method whose loss cannot pull an instance toward a chosen label."""
-    if ctx.task != "misclassify":
-        raise ConfigError(f"method {name!r} supports only task 'misclassify' ({why}); for 'relabel' use a "
-                          "method that takes targets, e.g. repair, random_labels, boundary_shrink or salun")
 
 
 def other_class_argmax(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

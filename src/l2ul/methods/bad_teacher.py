@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ._peers import frozen_copy, misclassify_only, other_class_argmax, retain_batches
+from ._peers import frozen_copy, other_class_argmax, retain_batches
 from ._registry import register_method
 from .base import MethodContext, Phase, UnlearningMethod, cycle_batches
 from .ingredients import register_ingredient
@@ -94,13 +94,13 @@ class BadTeacher(UnlearningMethod):
     data = ("retain",)
     data_needs = "remaining training data"
     source = "Chundawat et al., AAAI 2023 (github.com/vikram2000b/bad-teaching-unlearning)"
+    tasks = ("misclassify",)
     #: distillation temperature (the code's KL_temperature)
     bad_teacher_temperature = 1.0
     #: Adam learning rate (the code: Adam, 1e-4 in its notebook, 1e-2 as blindspot_unlearner's default)
     bad_teacher_lr = 1e-3
 
     def setup(self, ctx: MethodContext) -> None:
-        misclassify_only(ctx, self.name, "the incompetent teacher has no target to teach")
         ctx.extras["teacher"] = frozen_copy(ctx.model)
         ctx.extras["forget_targets"] = forget_targets(ctx.ingredients["incompetent_teacher"], ctx.y_forget)
 

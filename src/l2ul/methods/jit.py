@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._peers import misclassify_only
 from ._registry import register_method
 from .base import MethodContext, Phase, UnlearningMethod, cycle_batches
 
@@ -54,15 +53,13 @@ class JiT(UnlearningMethod):
     description = "JiT: minimise the forget set's output change under input noise (zero-shot Lipschitz)"
     data_needs = "none"
     source = "Foster et al., arXiv 2402.01401, 2024 (github.com/jwf40/Zeroshot-Unlearning-At-Scale)"
+    tasks = ("misclassify",)
     #: noisy copies per forget instance and step (the code's n_samples)
     jit_samples = 25
     #: std of the Gaussian input noise, [0, 1] pixel space
     jit_sigma = 0.2
     #: SGD learning rate (no momentum, no weight decay, as the code; its VGG16 value)
     jit_lr = 3e-4
-
-    def setup(self, ctx: MethodContext) -> None:
-        misclassify_only(ctx, self.name, "its loss has no label to pull an instance toward")
 
     def phases(self, ctx: MethodContext):
         cfg = ctx.config

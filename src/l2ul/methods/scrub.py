@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._peers import distill_kl, frozen_copy, misclassify_only, retain_batches
+from ._peers import distill_kl, frozen_copy, retain_batches
 from ._registry import register_method
 from .base import MethodContext, Phase, UnlearningMethod, cycle_batches, sgd
 
@@ -51,6 +51,7 @@ class SCRUB(UnlearningMethod):
     data = ("retain",)
     data_needs = "remaining training data"
     source = "Kurmanji et al., NeurIPS 2023 (github.com/meghdadk/SCRUB)"
+    tasks = ("misclassify",)
     #: distillation temperature (the code's kd_T: 2 small-scale, 4 large-scale; see above)
     scrub_temperature = 1.0
     #: weight of the KL term of the min-steps (the code's small-scale alpha)
@@ -61,7 +62,6 @@ class SCRUB(UnlearningMethod):
     scrub_min_steps = 1
 
     def setup(self, ctx: MethodContext) -> None:
-        misclassify_only(ctx, self.name, "its max-step has no target to move toward")
         ctx.extras["teacher"] = frozen_copy(ctx.model)
 
     def phases(self, ctx: MethodContext):

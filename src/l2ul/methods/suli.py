@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RequestError
-from ._peers import misclassify_only
 from ._registry import register_method
 from .base import MethodContext, Phase, UnlearningMethod
 from .ingredients import register_ingredient
@@ -92,15 +91,13 @@ class SULI(UnlearningMethod):
     ingredients = ("entropy_order",)
     data_needs = "none (the paper's small held-out set only sets its stopping point; see the docstring)"
     source = "Lyu et al., IJCAI 2025 (github.com/Hongyi-Lyu-MQ/SULI)"
+    tasks = ("misclassify",)
     #: forget instances per layer (the instance-wise notebook's batch_size_per_loader)
     suli_layer_size = 32
     #: SPA temperature (the code's distill_temperature)
     suli_temperature = 1.0
     #: learning rate of the fresh Adam of every layer (the instance-wise notebook's)
     suli_lr = 8e-5
-
-    def setup(self, ctx: MethodContext) -> None:
-        misclassify_only(ctx, self.name, "its soft labels have no chosen target")
 
     def layers(self, ctx: MethodContext) -> List[torch.Tensor]:
         """The forget positions of each layer, in the order the steps take them."""
