@@ -66,7 +66,7 @@ def test_repair_without_its_constraint_is_rolled_back_to_a_state_that_holds(setu
     model, xf, yf, _, proxy, _ = setup
     trace = []
     cfg = CFG.replace(hinge_weight=0.0, repair_lr=0.05, repair_steps=80, repair_tol=-1.0, repair_optimizer="sgd",
-                      repair_schedule="constant")
+                      repair_schedule="constant", repair_logit_weight=0.0)   # (the logit term diverges at this lr)
     r = unlearn(model, xf, yf, method="repair", config=cfg, data={"proxy": proxy},
                 callback=lambda step, score: trace.append(score))
     assert any(s > 0 for s in trace[r.phases[0]["steps"]:])                 # it did re-admit on the way
@@ -135,9 +135,11 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 @pytest.mark.parametrize("folder, methods, config", [
     ("resnet20_grid", ["neggrad", "adv", "l2ul", "oracle"], {}),           # a paper folder: no repair fields
     ("resnet20_repair_proxy", ["repair"],                                  # 0.3's defaults, now explicit
-     dict(repair_optimizer="sgd", repair_lr=1e-3, repair_schedule="constant")),
+     dict(repair_optimizer="sgd", repair_lr=1e-3, repair_schedule="constant", repair_logit_weight=0.0)),
     ("resnet20_repair_free_adam", ["repair"],
-     dict(repair_optimizer="adam", repair_lr=1e-4, repair_schedule="constant", synth_images=512)),
+     dict(repair_optimizer="adam", repair_lr=1e-4, repair_schedule="constant", synth_images=512,
+          repair_logit_weight=0.0)),
+    ("resnet20_repair_proxy_cosine", ["repair"], dict(repair_logit_weight=0.0)),     # 0.4 before the logit term
 ])
 def test_committed_bench_folders_keep_their_settings_after_the_repair_defaults_changed(folder, methods, config):
     """0.4 changed the repair defaults (Adam 1e-4, cosine): the committed folders' hashed configs are still
@@ -159,9 +161,12 @@ def test_the_committed_relabel_folder_keeps_its_settings_and_the_new_relabel_def
 
     stored = json.loads((RESULTS / "resnet20_repair_relabel_proxy" / "settings.json").read_text())["hashed"]
     assert stored["task"] == "relabel"
-    assert _hashed_config(UnlearnConfig(relabel_forget_kd=0.0), ["repair"], "relabel") == stored["config"]
+    old = UnlearnConfig(relabel_forget_kd=0.0, repair_logit_weight=0.0)
+    assert _hashed_config(old, ["repair"], "relabel") == stored["config"]
     assert _hashed_config(UnlearnConfig(), ["repair"], "relabel") != stored["config"]
     assert "relabel_forget_kd" not in _hashed_config(UnlearnConfig(relabel_forget_kd=0.5), ["repair"])
+    # the unseen task has its own logit weight: its folders never hash repair_logit_weight
+    assert "repair_logit_weight" not in _hashed_config(UnlearnConfig(), ["repair"], "unseen")
 
 
 def test_relabel_forget_phase_distils_and_keeps_more_remaining_data(setup):

@@ -19,27 +19,27 @@ TASKS = ("misclassify", "relabel", "unseen")
 #: config groups that only some methods read (a method names those it reads in ``config_groups``): results
 #: stores leave them out of their settings hash when none of their methods reads them
 METHOD_GROUPS = ("repair",)
-#: config groups that only one task reads: results stores leave them out of their settings hash for the others
-TASK_GROUPS = {"relabel task": "relabel", "unseen task": "unseen"}
 
 
 def _field(default: Any, group: str, help: str, *, minimum: Optional[float] = None, exclusive: bool = False,
            maximum: Optional[float] = None, choices: Optional[Tuple[str, ...]] = None, kind: Optional[type] = None, nullable: bool = False,
            flag: bool = True, since: str = "0.1", check: Optional[Callable[[Any], None]] = None,
-           invalid: Tuple[Any, ...] = (), hash_omit: Any = dataclasses.MISSING) -> Any:
+           invalid: Tuple[Any, ...] = (), hash_omit: Any = dataclasses.MISSING,
+           tasks: Optional[Tuple[str, ...]] = None) -> Any:
     """A config field with its single source of truth: ``help`` (CLI help and docs), ``group`` (CLI option
     group), ``choices`` or a lower bound ``minimum`` (``exclusive``: strictly greater), ``nullable`` (``None``
     allowed), ``flag`` (whether commands expose it as ``--<name>``) and ``since`` (the release that added
     it: results stores hash a field added after 0.2 only when it differs from ``hash_omit``, by default its
     default, so folders written before it existed keep resuming; a field whose default changed keeps its
-    old default as ``hash_omit``, so folders of the old default are never resumed with the new), ``check`` (a further test of a value of the right kind, raising
+    old default as ``hash_omit``, so folders of the old default are never resumed with the new), ``tasks`` (the
+    tasks that read it, when not all: results stores of other tasks leave it out of their hash), ``check`` (a further test of a value of the right kind, raising
     :class:`ConfigError`) and ``invalid`` (values ``check`` refuses, for the tests). Validation, the CLI flags
     of every command and the invalid-value tests are generated from it."""
     meta = {"group": group, "help": help, "minimum": minimum, "exclusive": exclusive, "maximum": maximum,
             "choices": choices,
             "kind": kind or type(default), "nullable": nullable, "flag": flag, "since": since, "check": check,
             "invalid": tuple(invalid),
-            "hash_omit": default if hash_omit is dataclasses.MISSING else hash_omit}
+            "hash_omit": default if hash_omit is dataclasses.MISSING else hash_omit, "tasks": tasks}
     return field(default=default, metadata=meta)
 
 
@@ -233,28 +233,33 @@ class UnlearnConfig:
     repair_schedule: str = _field("cosine", "repair", "learning-rate schedule of the repair phase: cosine (decays "
                                   "to 0 over repair_steps) or constant (0.3's behaviour)",
                                   choices=("cosine", "constant"), since="0.4", hash_omit="constant")
-    repair_logit_weight: float = _field(0.0, "repair", "tasks misclassify and relabel: weight of the mean squared "
+    repair_logit_weight: float = _field(1.0, "repair", "tasks misclassify and relabel: weight of the mean squared "
                                         "difference of centred logits from the original's, beside the KL, in the "
-                                        "repair (the unseen task has its own, unseen_logit_weight)", minimum=0,
-                                        since="0.4")
-    relabel_forget_kd: float = _field(1.0, "relabel task", "task relabel, method repair: weight of the "
+                                        "repair (keeps the confidence scale a KL at temperature 1 ignores; 0: "
+                                        "the KL alone, before 0.4; task unseen: unseen_logit_weight)", minimum=0,
+                                        since="0.4", hash_omit=0.0, tasks=("misclassify", "relabel"))
+    relabel_forget_kd: float = _field(1.0, "repair", "task relabel, method repair: weight of the "
                                       "distillation on proxy images during the forget phase too (0: the forget "
                                       "phase descends toward the targets alone, 0.3's behaviour)", minimum=0,
-                                      since="0.4", hash_omit=0.0)
+                                      since="0.4", hash_omit=0.0, tasks=("relabel",))
     synth_augment: int = _field(4096, "repair", "data-free: shifted/flipped and mixup copies of the synthesised "
                                 "images added to the proxy (half each)", minimum=0, since="0.3")
 
     unseen_band: float = _field(0.2, "unseen task", "task unseen: the largest width, as a fraction of the "
                                 "reference distribution, of the loss band each instance must reach (a band is "
                                 "1/k wide for k >= 1/unseen_band instances)", minimum=0, exclusive=True,
-                                maximum=1.0, since="0.4")
+                                maximum=1.0, since="0.4", tasks=("unseen",))
+    unseen_min_band: float = _field(0.05, "unseen task", "task unseen: the smallest width of a band, as a fraction "
+                                    "of the reference distribution (bands of neighbouring ranks then overlap; "
+                                    "0: exactly 1/k; no change for k <= 20)", minimum=0, maximum=1.0, since="0.4",
+                                    tasks=("unseen",))
     settle_steps: int = _field(0, "unseen task", "task unseen, method repair: steps of a settling phase that "
                                "moves the forget set into bands re-read from the repaired model (0: none)",
-                               minimum=0, since="0.4")
+                               minimum=0, since="0.4", tasks=("unseen",))
     unseen_logit_weight: float = _field(10.0, "unseen task", "task unseen, method repair: weight of the mean squared "
                                         "difference of centred logits from the original's, beside the KL, in the "
                                         "repair (keeps the confidence scale the bands are read on)", minimum=0,
-                                        since="0.4")
+                                        since="0.4", tasks=("unseen",))
 
     def __post_init__(self) -> None:
         self.validate()
@@ -275,13 +280,14 @@ class UnlearnConfig:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def hashed_dict(self, exclude=("seed", "device"), drop_groups=()) -> Dict[str, Any]:
+    def hashed_dict(self, exclude=("seed", "device"), drop_groups=(), task: Optional[str] = None) -> Dict[str, Any]:
         """The fields a result depends on, for results stores: without ``exclude``, without the fields of the
-        groups ``drop_groups`` (method-specific groups no method of the store reads), and without fields
-        added after 0.2 that are at their ``hash_omit`` value (so a hash written before they existed stays
-        valid)."""
+        groups ``drop_groups`` (method-specific groups no method of the store reads), without the fields
+        only other tasks read (given the store's ``task``), and without fields added after 0.2 that are at
+        their ``hash_omit`` value (so a hash written before they existed stays valid)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in exclude
                 and f.metadata["group"] not in drop_groups
+                and not (task is not None and f.metadata["tasks"] is not None and task not in f.metadata["tasks"])
                 and not (f.metadata["since"] > "0.2" and getattr(self, f.name) == f.metadata["hash_omit"])}
 
     @classmethod

@@ -260,7 +260,7 @@ def _make_context(m: UnlearningMethod, work: nn.Module, x_f, y_f, task: str, tar
 
         with frozen_eval(work):
             ref = reference_bands(work, reference, logits0, y_f, band=cfg.unseen_band, device=device,
-                                  batch_size=cfg.eval_batch_size)
+                                  batch_size=cfg.eval_batch_size, min_band=cfg.unseen_min_band)
         ctx.bands, ctx.extras["reference_bands"] = ref.bands, ref
     return ctx
 

@@ -109,7 +109,7 @@ def _reference_margins(model: nn.Module, reference: Tuple[torch.Tensor, torch.Te
 
 def reference_bands(model: nn.Module, reference: Tuple[torch.Tensor, torch.Tensor], forget_logits: torch.Tensor,
                     forget_labels: torch.Tensor, *, band: float, device: torch.device,
-                    batch_size: int = 1024) -> ReferenceBands:
+                    batch_size: int = 1024, min_band: float = 0.0) -> ReferenceBands:
     """The bands of the module docstring, from ``model`` (the original, in eval mode) on ``reference``
     (``(images, labels)``) and the original ``forget_logits``. ``band``: the largest quantile width of a band."""
     ref, right = _reference_margins(model, reference, forget_logits.shape[1], device, batch_size)
@@ -118,7 +118,7 @@ def reference_bands(model: nn.Module, reference: Tuple[torch.Tensor, torch.Tenso
     s_f = soft_margin(forget_logits, forget_labels).cpu()
     rank = torch.empty(k, dtype=torch.long)
     rank[torch.argsort(s_f, stable=True)] = torch.arange(k)   # 0 = the easiest instance
-    w = min(1.0 / k, float(band))
+    w = min(max(1.0 / k, float(min_band)), float(band))
     centre = (rank.double() + 0.5) / k
     q = torch.stack([(centre - w / 2).clamp(0, 1), (centre + w / 2).clamp(0, 1)], 1)
     acc = float(right.double().mean())

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import METHOD_GROUPS, TASK_GROUPS, UnlearnConfig
+from ..config import METHOD_GROUPS, UnlearnConfig
 from ..data import DatasetBundle
 from ..engine import ENGINE_REVISION
 from ..errors import L2ULError
@@ -59,10 +59,10 @@ def settings_hash(settings: Mapping[str, Any]) -> str:
 def _hashed_config(config: UnlearnConfig, methods: List[str], task: str = "misclassify") -> Dict[str, Any]:
     # fields added after 0.2 enter the hash only when set, so folders written by 0.2 keep resuming; the
     # fields of a method-specific group (METHOD_GROUPS) only when one of the folder's methods reads them, and
-    # those of a task's group (TASK_GROUPS) only for that task
+    # a field that only some tasks read only for those
     read = {g for m in methods for g in get_method(m).config_groups}
-    drop = [g for g in METHOD_GROUPS if g not in read] + [g for g, t in TASK_GROUPS.items() if t != task]
-    return config.hashed_dict(exclude=_UNHASHED_CONFIG, drop_groups=drop)
+    return config.hashed_dict(exclude=_UNHASHED_CONFIG, drop_groups=[g for g in METHOD_GROUPS if g not in read],
+                              task=task)
 
 
 def _legacy_hashed(hashed: Mapping[str, Any]) -> Dict[str, Any]:
