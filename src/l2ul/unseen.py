@@ -4,7 +4,10 @@
 higher than that of any image the model never saw, which is itself a membership signal (over-forgetting;
 issue #13). A model retrained without the forget set would instead treat it like held-out data: mostly
 right, at about its test accuracy, with held-out losses. ``unseen`` asks for that, measured against a
-labeled **reference** set the owner designates (a validation split; never the training split).
+labeled **reference** set the owner designates (a validation split; never the training split). The idea
+of calibrating the forget set's error to held-out data is SCRUB+R's (Kurmanji et al., *Towards Unbounded
+Machine Unlearning*, NeurIPS 2023, github.com/meghdadk/SCRUB: it rewinds to the checkpoint whose forget-set
+error is closest to a held-out set's); here the target is each instance's loss, not one error rate.
 
 How the target is set (:func:`reference_bands`), once, from the original model:
 
