@@ -179,3 +179,20 @@ def test_relabel_forget_phase_distils_and_keeps_more_remaining_data(setup):
                        config=UnlearnConfig(seed=0, relabel_forget_kd=w)) for w in (0.0, 1.0)}
     assert all(r.converged and r.target_accuracy == 1.0 for r in runs.values())
     assert accuracy(runs[1.0].model, xr, yr) > accuracy(runs[0.0].model, xr, yr) + 0.02
+
+
+def test_repair_stops_once_the_held_out_kl_is_small(setup, proxy_run):
+    """``repair_stop_kl``: the repair stops at the first check where the KL from the original on the held-out
+    proxy images is at most the threshold, says so, and the task still holds; off (0, the default) and with a
+    threshold no check reaches, the repair runs as before."""
+    model, xf, yf, _, proxy, _ = setup
+    full, _ = proxy_run
+    every = CFG.repair_check_every
+    quick = unlearn(model, xf, yf, method="repair", config=CFG.replace(repair_stop_kl=1e3), data={"proxy": proxy})
+    assert quick.converged and quick.forget_accuracy == 0.0
+    assert quick.phases[1]["steps"] == every < full.phases[1]["steps"]
+    assert "repair_stop_kl" in quick.phases[1]["message"]
+    never = unlearn(model, xf, yf, method="repair", config=CFG.replace(repair_stop_kl=1e-12), data={"proxy": proxy})
+    assert never.phases[1]["steps"] == full.phases[1]["steps"]
+    a, b = never.model.state_dict(), full.model.state_dict()
+    assert all(torch.equal(a[n], b[n]) for n in a)                        # the same run, bit for bit

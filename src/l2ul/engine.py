@@ -222,7 +222,9 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
         elif repair and done:
             last_good = copy.deepcopy(work.state_dict())
             if phase.should_stop is not None and phase.should_stop(run.steps, ctx):
-                run.status, run.message = "converged", f"repair stopped by its criterion after {run.steps} steps"
+                why = getattr(phase.should_stop, "reason", "")
+                run.status, run.message = "converged", (f"repair stopped by its criterion after {run.steps} steps"
+                                                        + (f" ({why})" if why else ""))
     if bar:
         bar.close()
     if repair and (run.status == "diverged" or not check()[0]):
