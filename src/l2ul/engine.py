@@ -197,7 +197,7 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
         opt.zero_grad(set_to_none=True)
         loss = phase.loss(work, ctx)
         if not torch.isfinite(loss):
-            run.status, run.message = "diverged", f"non-finite loss ({float(loss)}) at step {run.steps + 1}"
+            run.status, run.message = "diverged", f"non-finite loss ({loss.item()}) at step {run.steps + 1}"
             break
         loss.backward()
         opt.step()
