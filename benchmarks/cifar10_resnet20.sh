@@ -10,6 +10,8 @@ SHARED=${1:-../shared}; shift || true
 # The repair steps committed before 0.4's logit term (repair_logit_weight 10) pass --repair-logit-weight 0, which
 # reproduces them; repair_free_large, repair_continual_free, repair_relabel_*_kd/free and the *_logit steps use
 # the 0.4 defaults. peers_k16/k128 started before it too, so their repair row is the KL-only repair.
+# Every repair step that ran before 0.4's small-KL stop (repair_stop_kl 0.005) passes --repair-stop-kl 0, which
+# reproduces it (the rule was off); repair_continual_free is the first run with it on.
 STEPS=${*:-grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest}
 MODEL=(--arch resnet20 --weights "$SHARED/datasets/pretrained/cifar10_resnet20-12fca82f.th")
 DATA=(--dataset "cifar10-jpeg:$SHARED/datasets/cifar10_jpeg.npz")
@@ -51,73 +53,73 @@ for step in $STEPS; do
     repair_proxy)  # the default method (0.4: Adam 1e-4, cosine) with 5,000 unlabeled test images as proxy
                    # (D_test: the other 5,000)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
-        --repair-logit-weight 0 --out $OUT/resnet20_repair_proxy_cosine --no-progress ;;
+        --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_proxy_cosine --no-progress ;;
     repair_proxy_fast)  # a third of the repair steps at a larger rate: does the quality hold? (issue #12)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
-        --repair-steps 100 --repair-lr 3e-4 --repair-logit-weight 0 --out $OUT/resnet20_repair_proxy_fast --no-progress ;;
+        --repair-steps 100 --repair-lr 3e-4 --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_proxy_fast --no-progress ;;
     repair_relabel_proxy)  # the relabel task (random wrong targets), with proxy, k = 16 (forget phase without KD)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
-        --relabel-random --relabel-forget-kd 0 --repair-logit-weight 0 --out $OUT/resnet20_repair_relabel_proxy --no-progress ;;
+        --relabel-random --relabel-forget-kd 0 --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_relabel_proxy --no-progress ;;
     repair_relabel_proxy_kd)  # the same with 0.4's relabel_forget_kd 1 (distillation during the forget phase too)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
-        --relabel-random --out $OUT/resnet20_repair_relabel_proxy_kd --no-progress ;;
+        --relabel-random --repair-stop-kl 0 --out $OUT/resnet20_repair_relabel_proxy_kd --no-progress ;;
     repair_relabel_free)  # the relabel task, data-free, k = 16 (0.4 defaults: relabel_forget_kd 1)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
-        --out $OUT/resnet20_repair_relabel_free --no-progress ;;
+        --repair-stop-kl 0 --out $OUT/resnet20_repair_relabel_free --no-progress ;;
     peers_k16)   # issue #14: every method on the same forget sets and D_r subset, k = 16 (oracle-like methods
                  # fine-tune on the remaining data outside the D_r subset)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair,l2ul,neggrad,random_labels,boundary_shrink,jit,amun,suli,oracle,scrub,salun,bad_teacher \
-        --k 16 --seeds 0,1,2 --repair-logit-weight 0 --out $OUT/resnet20_peers_k16 --no-progress ;;
+        --k 16 --seeds 0,1,2 --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_peers_k16 --no-progress ;;
     peers_k128)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair,l2ul,neggrad,random_labels,boundary_shrink,jit,amun,suli,oracle,scrub,salun,bad_teacher \
-        --k 128 --seeds 0,1,2 --repair-logit-weight 0 --out $OUT/resnet20_peers_k128 --no-progress ;;
+        --k 128 --seeds 0,1,2 --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_peers_k128 --no-progress ;;
     repair_proxy_sgd)  # the same with 0.3's repair defaults (SGD 1e-3, constant)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
-        --repair-optimizer sgd --repair-lr 1e-3 --repair-schedule constant --repair-logit-weight 0 --out $OUT/resnet20_repair_proxy --no-progress ;;
+        --repair-optimizer sgd --repair-lr 1e-3 --repair-schedule constant --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_proxy --no-progress ;;
     repair_free)   # the same, data-free: 512 proxy images synthesised once from the model's BN statistics
                    # (cached per model), plus 4,096 augmented copies
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --synth-images 512 \
-        --repair-optimizer sgd --repair-lr 1e-3 --repair-schedule constant --repair-logit-weight 0 --out $OUT/resnet20_repair_free --no-progress ;;
+        --repair-optimizer sgd --repair-lr 1e-3 --repair-schedule constant --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_free --no-progress ;;
     repair_free_adam)  # data-free with the repair optimiser the probe found better (Adam 1e-4)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --synth-images 512 \
-        --repair-optimizer adam --repair-lr 1e-4 --repair-schedule constant --repair-logit-weight 0 --out $OUT/resnet20_repair_free_adam --no-progress ;;
+        --repair-optimizer adam --repair-lr 1e-4 --repair-schedule constant --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_free_adam --no-progress ;;
     repair_free_cosine)  # data-free with the 0.4 defaults (Adam 1e-4, cosine; 1,024 synthesised images)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 \
-        --repair-logit-weight 0 --out $OUT/resnet20_repair_free_cosine --no-progress ;;
+        --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_free_cosine --no-progress ;;
     repair_free_k1)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 1 --seeds 0,1,2 \
-        --repair-logit-weight 0 --out $OUT/resnet20_repair_free_k1 --no-progress ;;
+        --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_free_k1 --no-progress ;;
     repair_proxy_large)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 --proxy-test-split 5000 \
-        --repair-logit-weight 0 --out $OUT/resnet20_repair_proxy_large --no-progress ;;
+        --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_proxy_large --no-progress ;;
     repair_free_large)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 \
-        --out $OUT/resnet20_repair_free_large --no-progress ;;
+        --repair-stop-kl 0 --out $OUT/resnet20_repair_free_large --no-progress ;;
     repair_continual_proxy)  # 8 successive requests of 16, each repaired toward the model before it
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --proxy-test-split 5000 \
-        --repair-logit-weight 0 --out $OUT/resnet20_repair_continual_proxy --no-progress ;;
+        --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_continual_proxy --no-progress ;;
     repair_continual_free)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 \
         --out $OUT/resnet20_repair_continual_free --no-progress ;;
     unseen_k16)  # issue #13: the unseen task (as if never seen), 5,000 labeled test images as the reference (and
                  # the proxy); D_test and its loss AUC on the other 5,000
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 --unseen \
-        --out $OUT/resnet20_unseen_k16 --no-progress ;;
+        --repair-stop-kl 0 --out $OUT/resnet20_unseen_k16 --no-progress ;;
     unseen_k64)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64 --seeds 0,1,2 --proxy-test-split 5000 --unseen \
-        --out $OUT/resnet20_unseen_k64 --no-progress ;;
+        --repair-stop-kl 0 --out $OUT/resnet20_unseen_k64 --no-progress ;;
     repair_proxy_logit)  # 0.4's defaults, with the logit term: k = 16 with proxy
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
-        --out $OUT/resnet20_repair_proxy_logit --no-progress ;;
+        --repair-stop-kl 0 --out $OUT/resnet20_repair_proxy_logit --no-progress ;;
     repair_proxy_large_logit)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 --proxy-test-split 5000 \
-        --out $OUT/resnet20_repair_proxy_large_logit --no-progress ;;
+        --repair-stop-kl 0 --out $OUT/resnet20_repair_proxy_large_logit --no-progress ;;
     repair_free_logit)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 \
-        --out $OUT/resnet20_repair_free_logit --no-progress ;;
+        --repair-stop-kl 0 --out $OUT/resnet20_repair_free_logit --no-progress ;;
     repair_continual_proxy_logit)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --proxy-test-split 5000 \
-        --out $OUT/resnet20_repair_continual_proxy_logit --no-progress ;;
+        --repair-stop-kl 0 --out $OUT/resnet20_repair_continual_proxy_logit --no-progress ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -2,6 +2,8 @@
 # The ResNet-32 rows of BENCHMARKS.md section 5 (issue #11: "the same k = 16 rows on the shared ResNet-32, to
 # show it is not tuned to one network"): the real CIFAR-10 ResNet-32 (akamaster weights, trained on the original
 # train split) on the JPEG copy of CIFAR-10 in ../shared/datasets, with l2ul's defaults. Every step resumes.
+# repair_proxy and repair_free ran before 0.4's small-KL stop (repair_stop_kl 0.005): --repair-stop-kl 0
+# reproduces them (the rule off); the relabel steps run with it.
 # Usage: bash benchmarks/cifar10_resnet32.sh [SHARED_DIR] [STEP...]   (steps: repair_proxy repair_free
 #        repair_relabel_proxy repair_relabel_free)
 set -euo pipefail
@@ -14,10 +16,10 @@ for step in $STEPS; do
   case $step in
     repair_proxy)  # the default method with 5,000 unlabeled test images as proxy (D_test: the other 5,000)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
-        --out $OUT/resnet32_repair_proxy --no-progress ;;
+        --repair-stop-kl 0 --out $OUT/resnet32_repair_proxy --no-progress ;;
     repair_free)   # data-free: 1,024 images synthesised once from the model's BN statistics (cached per model)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 \
-        --out $OUT/resnet32_repair_free --no-progress ;;
+        --repair-stop-kl 0 --out $OUT/resnet32_repair_free --no-progress ;;
     repair_relabel_proxy)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
         --relabel-random --out $OUT/resnet32_repair_relabel_proxy --no-progress ;;

@@ -135,15 +135,18 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 @pytest.mark.parametrize("folder, methods, config", [
     ("resnet20_grid", ["neggrad", "adv", "l2ul", "oracle"], {}),           # a paper folder: no repair fields
     ("resnet20_repair_proxy", ["repair"],                                  # 0.3's defaults, now explicit
-     dict(repair_optimizer="sgd", repair_lr=1e-3, repair_schedule="constant", repair_logit_weight=0.0)),
+     dict(repair_optimizer="sgd", repair_lr=1e-3, repair_schedule="constant", repair_logit_weight=0.0,
+          repair_stop_kl=0.0)),
     ("resnet20_repair_free_adam", ["repair"],
      dict(repair_optimizer="adam", repair_lr=1e-4, repair_schedule="constant", synth_images=512,
-          repair_logit_weight=0.0)),
-    ("resnet20_repair_proxy_cosine", ["repair"], dict(repair_logit_weight=0.0)),     # 0.4 before the logit term
+          repair_logit_weight=0.0, repair_stop_kl=0.0)),
+    ("resnet20_repair_proxy_cosine", ["repair"], dict(repair_logit_weight=0.0, repair_stop_kl=0.0)),  # no logit term
+    ("resnet20_repair_proxy_logit", ["repair"], dict(repair_stop_kl=0.0)),      # before the small-KL stop
 ])
 def test_committed_bench_folders_keep_their_settings_after_the_repair_defaults_changed(folder, methods, config):
-    """0.4 changed the repair defaults (Adam 1e-4, cosine): the committed folders' hashed configs are still
-    produced by the settings that made them, and the new defaults never resume a 0.3 repair folder."""
+    """0.4 changed the repair defaults (Adam 1e-4, cosine, the logit term, the small-KL stop): the committed
+    folders' hashed configs are still produced by the settings that made them, and the new defaults never
+    resume an older repair folder."""
     from l2ul.bench.store import _hashed_config, _legacy_hashed
 
     stored = json.loads((RESULTS / folder / "settings.json").read_text())["hashed"]["config"]
@@ -161,7 +164,7 @@ def test_the_committed_relabel_folder_keeps_its_settings_and_the_new_relabel_def
 
     stored = json.loads((RESULTS / "resnet20_repair_relabel_proxy" / "settings.json").read_text())["hashed"]
     assert stored["task"] == "relabel"
-    old = UnlearnConfig(relabel_forget_kd=0.0, repair_logit_weight=0.0)
+    old = UnlearnConfig(relabel_forget_kd=0.0, repair_logit_weight=0.0, repair_stop_kl=0.0)
     assert _hashed_config(old, ["repair"], "relabel") == stored["config"]
     assert _hashed_config(UnlearnConfig(), ["repair"], "relabel") != stored["config"]
     assert "relabel_forget_kd" not in _hashed_config(UnlearnConfig(relabel_forget_kd=0.5), ["repair"])
@@ -179,3 +182,23 @@ def test_relabel_forget_phase_distils_and_keeps_more_remaining_data(setup):
                        config=UnlearnConfig(seed=0, relabel_forget_kd=w)) for w in (0.0, 1.0)}
     assert all(r.converged and r.target_accuracy == 1.0 for r in runs.values())
     assert accuracy(runs[1.0].model, xr, yr) > accuracy(runs[0.0].model, xr, yr) + 0.02
+
+
+def test_repair_stops_once_the_held_out_kl_is_small(setup, proxy_run):
+    """``repair_stop_kl``: the repair stops at the first check where the KL from the original on the held-out
+    proxy images is at most the threshold, says so, and the task still holds; with the rule off (0) or a
+    threshold no check reaches, the repair runs as before. The default (0.005) is not reached on this model:
+    the proxy run stops on the plateau rule."""
+    model, xf, yf, _, proxy, _ = setup
+    full, _ = proxy_run
+    assert "repair_stop_kl" not in full.phases[1]["message"]
+    every = CFG.repair_check_every
+    quick = unlearn(model, xf, yf, method="repair", config=CFG.replace(repair_stop_kl=1e3), data={"proxy": proxy})
+    assert quick.converged and quick.forget_accuracy == 0.0
+    assert quick.phases[1]["steps"] == every < full.phases[1]["steps"]
+    assert "repair_stop_kl" in quick.phases[1]["message"]
+    for off in (0.0, 1e-12):
+        same = unlearn(model, xf, yf, method="repair", config=CFG.replace(repair_stop_kl=off), data={"proxy": proxy})
+        assert same.phases[1]["steps"] == full.phases[1]["steps"]
+        a, b = same.model.state_dict(), full.model.state_dict()
+        assert all(torch.equal(a[n], b[n]) for n in a)                    # the same run, bit for bit

@@ -68,17 +68,37 @@ def test_paper_table_mean_std():
     assert l2ul[5] == "0.600 ± 0.000"
     assert l2ul[6] == "15.0 ± 7.1"  # steps
     assert l2ul[7] == "1/2"  # converged
-    assert l2ul[8:] == ["1.50 ± 0.71", "0.50 ± 0.00", "4.00 ± 0.00"]
+    assert l2ul[8:11] == ["1.50 ± 0.71", "0.50 ± 0.00", "4.00 ± 0.00"]
+    assert l2ul[12] == "none"                      # data used: the model and the forget set only
     neg = _row(b8, "neggrad")
     assert neg[1] == "12.50 ± 17.68"  # 0 and 25
     assert neg[8:10] == ["-", "-"]  # no adversarial / importance phase
     before = _row(b8, "before")
     assert before[1:6] == ["100.00 ± 0.00", "98.00 ± 1.41", "91.00 ± 0.00", "10.00 ± 0.00", "0.900 ± 0.000"]
-    assert before[6:] == ["-"] * 5
+    assert before[6:] == ["-"] * 7
     # rows: before first, then methods in order of appearance
     names = [ln.strip("|").split("|")[0].strip() for ln in b8.splitlines()[4:] if ln.startswith("|")]
     assert names == ["before", "l2ul", "neggrad"]
     assert _row(blocks[1], "l2ul")[10] == "7.00 ± 0.00"
+
+
+def test_paper_table_says_what_data_each_method_used_and_puts_remaining_data_methods_last():
+    recs = _records()
+    for r in recs:
+        r["time_total"] = 10.0
+    extra = [dict(r, method="oracle") for r in recs if r["method"] == "l2ul"]
+    extra += [dict(r, method="repair", proxy="500 test images") for r in recs if r["method"] == "l2ul"]
+    extra += [dict(r, method="repair_free", proxy="data-free: deepinversion") for r in recs if r["method"] == "l2ul"]
+    text = paper_table(extra + recs)                # the oracle first in the records
+    b8 = text.split("### ")[1]
+    names = [ln.strip("|").split("|")[0].strip() for ln in b8.splitlines()[4:] if ln.startswith("|")]
+    assert names == ["before", "repair", "repair_free", "l2ul", "neggrad", "oracle"]
+    assert _row(b8, "oracle")[12] == "remaining data" and _row(b8, "repair")[12] == "unlabeled proxy"
+    assert _row(b8, "repair_free")[12] == "-"       # not a registered method: unknown
+    assert _row(b8, "neggrad")[11] == "10.00 ± 0.00"
+    from l2ul.reports import _data_used
+
+    assert _data_used("repair", [{"proxy": "data-free: deepinversion (1024 images)"}]) == "none"
 
 
 def test_paper_table_marks_uninformative_mia():

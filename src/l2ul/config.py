@@ -220,6 +220,10 @@ class UnlearnConfig:
                                      since="0.3")
     repair_tol: float = _field(0.02, "repair", "stop when the KL from the original on held-out proxy images "
                                "improved by less than this fraction at two successive checks", since="0.3")
+    repair_stop_kl: float = _field(0.005, "repair", "also stop the repair at a check where the KL from the "
+                                   "original on the held-out proxy images is at most this (nats; 0: only the "
+                                   "plateau rule and the budget, before 0.4)", minimum=0, since="0.4",
+                                   hash_omit=0.0)
     proxy_holdout: int = _field(512, "repair", "proxy images held out for the stopping criterion (at most 1/5)",
                                 minimum=0, since="0.3")
     synth_images: int = _field(1024, "repair", "data-free: images synthesised from the model's BN statistics",

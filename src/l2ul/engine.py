@@ -197,7 +197,7 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
         opt.zero_grad(set_to_none=True)
         loss = phase.loss(work, ctx)
         if not torch.isfinite(loss):
-            run.status, run.message = "diverged", f"non-finite loss ({float(loss)}) at step {run.steps + 1}"
+            run.status, run.message = "diverged", f"non-finite loss ({loss.item()}) at step {run.steps + 1}"
             break
         loss.backward()
         opt.step()
@@ -222,7 +222,9 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
         elif repair and done:
             last_good = copy.deepcopy(work.state_dict())
             if phase.should_stop is not None and phase.should_stop(run.steps, ctx):
-                run.status, run.message = "converged", f"repair stopped by its criterion after {run.steps} steps"
+                why = getattr(phase.should_stop, "reason", "")
+                run.status, run.message = "converged", (f"repair stopped by its criterion after {run.steps} steps"
+                                                        + (f" ({why})" if why else ""))
     if bar:
         bar.close()
     if repair and (run.status == "diverged" or not check()[0]):

@@ -244,20 +244,38 @@ def _mia_footnote() -> str:
 
 #: the paper table's single-metric columns, labelled by :func:`l2ul.metrics.metric_info`
 _PAPER_METRICS = ("acc_forget", "acc_retain", "acc_test", "mia_efficacy", "loss_auc")
-_PAPER_OTHER_COLUMNS = ["steps", "converged", "t_adv (s)", "t_imp (s)", "t_opt (s)"]
+_PAPER_OTHER_COLUMNS = ["steps", "converged", "t_adv (s)", "t_imp (s)", "t_opt (s)", "t_total (s)", "data used"]
 
 
 def _paper_columns() -> List[str]:
     return ["Method"] + [metric_info(k).label for k in _PAPER_METRICS] + _PAPER_OTHER_COLUMNS
 
 
+def _data_used(method: str, records: Sequence[Mapping[str, Any]]) -> str:
+    """What a method's runs used besides the model and the forget set: ``remaining data`` (a method that
+    requires it), ``unlabeled proxy`` (runs given proxy images), else ``none`` (a data-free repair included)."""
+    from .methods import get_method
+
+    try:
+        needs = get_method(method).data
+    except L2ULError:          # a record of a method this install does not have
+        return "-"
+    if "retain" in needs:
+        return "remaining data"
+    if any(r.get("proxy") and not str(r["proxy"]).startswith("data-free") for r in records):
+        return "unlabeled proxy"
+    return "none"
+
+
 def paper_table(records: Sequence[Mapping[str, Any]]) -> str:
     """Markdown results in the paper's layout: one block per k, one row per method plus a ``before`` row
     (the original model), accuracy on D_f / D_r / D_test in %, then MIA efficacy (%), loss AUC, optimisation
-    steps, converged runs (n/N) and seconds per phase (adversarial, importance, optimisation).
+    steps, converged runs (n/N), seconds per phase (adversarial, importance, optimisation: the forget phase) and
+    in all (every phase, the repair's too), and the data the method used besides the model and the forget set
+    (``none``, ``unlabeled proxy`` or ``remaining data``).
 
     With several seeds a cell shows ``mean ± std`` (sample standard deviation over seeds). Methods keep the
-    order of their first appearance; k ascends. The ``before`` row averages one record per seed. An MIA
+    order of their first appearance, those that use the remaining training data after the others; k ascends. The ``before`` row averages one record per seed. An MIA
     efficacy whose attack found no membership signal in some runs is marked ``†`` (with n/N over seeds) and
     explained in a footnote.
     """
@@ -275,8 +293,10 @@ def paper_table(records: Sequence[Mapping[str, Any]]) -> str:
                      _metric_stat(base, "acc_test_before"),
                      _mia_cell(base, "_before"),
                      _metric_stat(base, "loss_auc_before"),
-                     "-", "-", "-", "-", "-"])
-        for method in _methods(at_k):
+                     "-", "-", "-", "-", "-", "-", "-"])
+        used = {m: _data_used(m, [r for r in at_k if r["method"] == m]) for m in _methods(at_k)}
+        # methods that read the remaining training data after those that do not (a stable sort)
+        for method in sorted(_methods(at_k), key=lambda m: used[m] == "remaining data"):
             rs = [r for r in at_k if r["method"] == method]
             conv = [bool(r["converged"]) for r in rs if r.get("converged") is not None]
             rows.append([str(method),
@@ -289,7 +309,9 @@ def paper_table(records: Sequence[Mapping[str, Any]]) -> str:
                          f"{sum(conv)}/{len(conv)}" if conv else "-",
                          _stat(_values(rs, "time_adversarial")),
                          _stat(_values(rs, "time_importance")),
-                         _stat(_values(rs, "time_optimization"))])
+                         _stat(_values(rs, "time_optimization")),
+                         _stat(_values(rs, "time_total")),
+                         used[method]])
         seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
         blocks.append(f"### k = {k} ({seeds})\n\n" + markdown_table(rows, _paper_columns()))
     if _mia_uninformative(records) or _mia_uninformative(records, "_before"):
