@@ -304,7 +304,8 @@ class _KLPlateau:
     0.005 after 50 steps with proxy images and 75 data-free, D_r back at the original's; the remaining steps
     changed nothing with proxy and, data-free, Adam's steps near the optimum threw the model off again (D_r
     87.55 at step 75, 86.05 after 300). At k = 16 the KL never came below 0.026 (proxy) in 300 steps, so the
-    rule changes nothing there (benchmarks/results/repair_stop_probe_*.md). ``reason`` says which rule stopped it.
+    rule changes nothing on a first request there (benchmarks/results/repair_stop_probe_*.md); in a data-free
+    continual run it fired at requests 7 and 8 (BENCHMARKS.md 5c). ``reason`` says which rule stopped it.
     The agreement with the original on that slice is recorded beside it (``ctx.extras["repair_trace"]``)."""
 
     def __init__(self, ctx: MethodContext):
