@@ -5,8 +5,8 @@ synthesised proxy), one ``repair`` run with the 0.4 defaults (or ``--repair-step
 off, and at each of the stopping criterion's checks (every ``repair_check_every`` = 25 steps): the KL from
 the original on the repair's held-out proxy slice as the criterion reads it (what a stopping rule may read),
 D_r on a fixed 2,000-image sample of the remaining training data and D_test on 2,000 of the test images the
-proxy split leaves out (what it may not). The question it answers: does a small held-out KL, not only a flat one, tell when the repair is
-done (issue #12: the repair spends 275-300 steps on a k = 1 model one step away from the original)?
+proxy split leaves out (what it may not). The question it answers: does a small held-out KL, not only a flat
+one, tell when the repair is done (issue #12: the repair spends 275-300 steps on a k = 1 model one step away from the original)?
 
     OMP_NUM_THREADS=1 python benchmarks/repair_stop_probe.py --shared ../shared --ks 1,16 [--data-free]
 """
@@ -36,13 +36,13 @@ def main() -> None:
     b = load_dataset(f"cifar10-jpeg:{args.shared}/datasets/cifar10_jpeg.npz")
     weights = f"{args.shared}/datasets/pretrained/cifar10_resnet20-12fca82f.th"
     proxy_idx, eval_idx = split_test(b, 5000)
-    proxy = proxy_images(b, proxy_idx)
+    proxy = proxy_images(b, proxy_idx) if args.proxy else None
     rng = np.random.default_rng(0)
     x_test, y_test = stack(b.test, [int(i) for i in rng.choice(eval_idx, 2000, replace=False)])
     print("| k | repair step | held-out KL | held-out agreement | D_r (2,000) | D_test (2,000) | s |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for k in [int(v) for v in args.ks.split(",")]:
-        probe(b, weights, k, args, proxy if args.proxy else None, (x_test, y_test))
+        probe(b, weights, k, args, proxy, (x_test, y_test))
 
 
 def probe(b, weights, k, args, proxy, test) -> None:
@@ -80,6 +80,7 @@ def probe(b, weights, k, args, proxy, test) -> None:
     finally:
         _KLPlateau.__call__ = original_call
     print(f"| {k} | end: {r.status}, {r.steps} steps | | | | | {time.perf_counter() - t0:.0f} |", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -255,6 +255,7 @@ def _data_used(method: str, records: Sequence[Mapping[str, Any]]) -> str:
     """What a method's runs used besides the model and the forget set: ``remaining data`` (a method that
     requires it), ``unlabeled proxy`` (runs given proxy images), else ``none`` (a data-free repair included)."""
     from .methods import get_method
+    from .methods.repair import DATA_FREE_SOURCE
 
     try:
         needs = get_method(method).data
@@ -262,7 +263,7 @@ def _data_used(method: str, records: Sequence[Mapping[str, Any]]) -> str:
         return "-"
     if "retain" in needs:
         return "remaining data"
-    if any(r.get("proxy") and not str(r["proxy"]).startswith("data-free") for r in records):
+    if any(r.get("proxy") and not str(r["proxy"]).startswith(DATA_FREE_SOURCE) for r in records):
         return "unlabeled proxy"
     return "none"
 
@@ -275,7 +276,8 @@ def paper_table(records: Sequence[Mapping[str, Any]]) -> str:
     (``none``, ``unlabeled proxy`` or ``remaining data``).
 
     With several seeds a cell shows ``mean ± std`` (sample standard deviation over seeds). Methods keep the
-    order of their first appearance, those that use the remaining training data after the others; k ascends. The ``before`` row averages one record per seed. An MIA
+    order of their first appearance, those that use the remaining training data after the others; k ascends.
+    The ``before`` row averages one record per seed. An MIA
     efficacy whose attack found no membership signal in some runs is marked ``†`` (with n/N over seeds) and
     explained in a footnote.
     """
@@ -294,10 +296,11 @@ def paper_table(records: Sequence[Mapping[str, Any]]) -> str:
                      _mia_cell(base, "_before"),
                      _metric_stat(base, "loss_auc_before"),
                      "-", "-", "-", "-", "-", "-", "-"])
-        used = {m: _data_used(m, [r for r in at_k if r["method"] == m]) for m in _methods(at_k)}
+        by_method = {m: [r for r in at_k if r["method"] == m] for m in _methods(at_k)}
+        used = {m: _data_used(m, rs) for m, rs in by_method.items()}
         # methods that read the remaining training data after those that do not (a stable sort)
-        for method in sorted(_methods(at_k), key=lambda m: used[m] == "remaining data"):
-            rs = [r for r in at_k if r["method"] == method]
+        for method in sorted(by_method, key=lambda m: used[m] == "remaining data"):
+            rs = by_method[method]
             conv = [bool(r["converged"]) for r in rs if r.get("converged") is not None]
             rows.append([str(method),
                          _metric_stat(rs, "acc_forget"),

@@ -52,6 +52,9 @@ from ._registry import register_method
 from .base import MethodContext, Phase, UnlearningMethod, cycle_batches, fixed_target_phase, sgd
 from .ingredients import register_ingredient
 
+#: how the source of a synthesised proxy begins (``_Proxy.source``; reports tell data-free runs by it)
+DATA_FREE_SOURCE = "data-free"
+
 
 class _Proxy:
     """The proxy images (float [N, C, H, W] in [0, 1]), where they came from, and (data-free) the indices of
@@ -82,7 +85,7 @@ def proxy_images(ctx: MethodContext) -> _Proxy:
     if bar:
         bar.close()
     images, holdout = _augment_synthesised(res.images, cfg)
-    source = "data-free: " + res.describe() + (f" + {cfg.synth_augment} augmented copies" if cfg.synth_augment else "")
+    source = f"{DATA_FREE_SOURCE}: " + res.describe() + (f" + {cfg.synth_augment} augmented copies" if cfg.synth_augment else "")
     # a cache hit costs only the read (timed by the engine); the one-time synthesis time stays in the source
     return _Proxy(images, source, 0.0 if res.from_cache else res.seconds, res.from_cache, holdout)
 
