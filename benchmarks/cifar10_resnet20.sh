@@ -3,7 +3,7 @@
 # train split) and the JPEG copy of CIFAR-10 in ../shared/datasets, with the paper's CIFAR-10 recipe
 # (the defaults). Every step resumes where a killed run stopped.
 # Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle oracle_s0 budget_k64 continual continual_nearest
-#        repair_proxy repair_proxy_fast repair_relabel_proxy repair_relabel_free peers_k16 peers_k128 repair_proxy_sgd repair_free repair_free_adam repair_free_cosine repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free unseen_k16 unseen_k64 repair_relabel_proxy_kd
+#        repair_proxy repair_proxy_fast repair_relabel_proxy repair_relabel_free peers_k16 peers_k128 repair_proxy_sgd repair_free repair_free_adam repair_free_cosine repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free repair_continual_free_original unseen_k16 unseen_k64 repair_relabel_proxy_kd
 #        repair_proxy_logit repair_proxy_large_logit repair_free_logit repair_continual_proxy_logit)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
@@ -101,6 +101,10 @@ for step in $STEPS; do
     repair_continual_free)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 \
         --out $OUT/resnet20_repair_continual_free --no-progress ;;
+    repair_continual_free_original)  # the same, each request repaired toward the original model (its outputs on
+                                     # the synthesised images, computed once) instead of the model before it
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --repair-toward original \
+        --out $OUT/resnet20_repair_continual_free_original --no-progress ;;
     unseen_k16)  # issue #13: the unseen task (as if never seen), 5,000 labeled test images as the reference (and
                  # the proxy); D_test and its loss AUC on the other 5,000
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 --unseen \

@@ -334,6 +334,41 @@ def test_continual(bundle, model, tmp_path, monkeypatch):
     assert _without_date((out / "continual.md").read_text()) == _without_date(md)
 
 
+@pytest.mark.parametrize("toward", ["previous", "original"])
+def test_continual_repair_distils_toward_the_chosen_model(bundle, model, tmp_path, monkeypatch, toward):
+    """--repair-toward: request 2's repair distils the original model's outputs on the proxy ("original") or
+    is left to compute them from the model before it ("previous"); either way request 1's instances stay
+    forgotten, and only the non-default choice changes the settings hash (earlier folders still resume)."""
+    cfg = CFG.replace(repair_steps=20, repair_check_every=10)
+    real, given = l2ul.engine.unlearn, []
+
+    def spy(*a, **k):
+        given.append(dict(k.get("ingredients") or {}))
+        return real(*a, **k)
+
+    monkeypatch.setattr(l2ul.engine, "unlearn", spy)
+    out = tmp_path / toward
+    recs = run_continual(model, bundle, methods=("repair",), requests=2, k=2, seed=0, config=cfg, out_dir=out,
+                         retain_eval_size=200, progress=False, log=None, proxy_test_split=150, repair_toward=toward)
+    assert [r["status"] for r in recs[1:]] == ["converged", "converged"]
+    assert recs[2]["acc_previously_forgotten"] == 0.0 and recs[2]["acc_forget"] == 0.0
+    assert [set(g) for g in given] == ([{"proxy"}] * 2 if toward == "previous" else [{"proxy", "teacher"}] * 2)
+    if toward == "original":
+        images = given[1]["proxy"].images
+        with torch.no_grad():
+            want = model.eval()(images)        # the original model's logits, not request 1's model
+        torch.testing.assert_close(given[1]["teacher"], want, rtol=1e-4, atol=1e-4)
+    settings = json.loads((out / "settings.json").read_text())
+    assert ("repair_toward" in json.dumps(settings)) == (toward == "original")
+    assert ("toward the original model at every request" in json.dumps(settings)) == (toward == "original")
+
+
+def test_continual_rejects_an_unknown_teacher(bundle, model, tmp_path):
+    with pytest.raises(ConfigError, match="repair_toward"):
+        run_continual(model, bundle, methods=("repair",), requests=1, k=2, config=CFG, out_dir=tmp_path / "x",
+                      log=None, repair_toward="best")
+
+
 def test_continual_resumes_after_the_last_checkpointed_request(bundle, model, tmp_path, monkeypatch):
     """A run killed during request 3 continues from request 2's checkpoint and ends where an uninterrupted
     run ends (same records), computing only requests 3 and 4."""

@@ -46,7 +46,10 @@ from .store import (
     save_checkpoint,
 )
 
-__all__ = ["run_continual"]
+__all__ = ["run_continual", "REPAIR_TOWARD"]
+
+#: what a continual run's repair distils toward: the model before each request (the default) or the original
+REPAIR_TOWARD = ("previous", "original")
 
 #: MIA samples per class of the requests' reports (logistic attack; the continual records do not use MIA)
 _MIA_SAMPLES = 1000
@@ -74,6 +77,7 @@ class _Continual:
     num_workers: int
     test_eval: Optional[np.ndarray] = None       # D_test indices (None: the whole test split)
     proxy: Optional[torch.Tensor] = None          # proxy images split from the test set (proxy_test_split)
+    repair_toward: str = "previous"               # the repair's teacher: "previous" model or the "original"
     out: Path = Path()
     records: List[Dict[str, Any]] = field(default_factory=list)
     shared: Dict[str, Any] = field(default_factory=dict)
@@ -107,8 +111,10 @@ def _acc(p: Predictions, idx: Optional[Sequence[int]]) -> Optional[float]:
 def _plan(model: nn.Module, bundle: DatasetBundle, cfg0: UnlearnConfig, device: torch.device, *,
           methods: List[str], requests: int, k: int, seed: int, retain_eval_size: Optional[int],
           oracle_pool_size: Optional[int], progress: bool, log: Log, config_name: Optional[str],
-          num_workers: int, proxy_test_split: Optional[int] = None) -> _Continual:
+          num_workers: int, proxy_test_split: Optional[int] = None, repair_toward: str = "previous") -> _Continual:
     """The requests' forget sets, the D_r subset and oracle pool, and the settings of a continual run."""
+    if repair_toward not in REPAIR_TOWARD:
+        raise ConfigError(f"repair_toward must be one of {', '.join(REPAIR_TOWARD)}, got {repair_toward!r}")
     sets = continual_forget_sets(bundle.n_train, requests, k, seed)
     retain_eval, oracle_pool = eval_splits(bundle.n_train, sets, retain_eval_size, oracle_pool_size=oracle_pool_size)
     method_objs = {m: get_method(m) for m in methods}
@@ -121,20 +127,25 @@ def _plan(model: nn.Module, bundle: DatasetBundle, cfg0: UnlearnConfig, device: 
         forget_desc=(f"{requests} successive disjoint requests of {k} training instances each, drawn once from "
                      f"numpy default_rng({seed}).permutation(n_train) (un-augmented images)"),
         extra_hashed={"requests": requests, "k": k, "seed": seed, "task": "misclassify",
-                      **proxy_hashed(proxy_idx)},
+                      **proxy_hashed(proxy_idx),
+                      # hashed only when it is not the default, so the folders of earlier runs still resume
+                      **({"repair_toward": repair_toward} if repair_toward != "previous" else {})},
         device=device, config_name=config_name, methods=methods,
         notes=["request r runs the engine with seed = seed * 1000 + r; adversarial examples and importance "
                "are computed on the current model of each method, so they are not shared",
-               "methods with a repair phase distil toward the model as it was before each request, on proxy "
-               "images prepared once from the original model, and keep every earlier request's instances "
-               "forgotten (keep_forgotten)"])
+               ("methods with a repair phase distil toward the model as it was before each request"
+                if repair_toward == "previous" else
+                "methods with a repair phase distil toward the original model at every request (teacher "
+                "logits computed once from the original, --repair-toward original)") +
+               ", on proxy images prepared once from the original model, and keep every earlier request's "
+               "instances forgotten (keep_forgotten)"])
     if proxy_idx is not None:
         settings["test"] = proxy_describe(proxy_idx, test_eval)
     return _Continual(bundle=bundle, config=cfg0, methods=methods, requests=requests, k=k, seed=seed,
                       device=device, method_objs=method_objs, sets=sets, retain_eval=retain_eval,
                       oracle_pool=oracle_pool, settings=settings, progress=progress, log=log,
                       config_name=config_name, num_workers=num_workers, test_eval=test_eval,
-                      proxy=proxy_images(bundle, proxy_idx))
+                      proxy=proxy_images(bundle, proxy_idx), repair_toward=repair_toward)
 
 
 def _open(run: _Continual, out_dir) -> Tuple[List[str], Dict[str, int]]:
@@ -246,11 +257,13 @@ def _unlearn_request(run: _Continual, ev: _Evaluation, m: str, current: nn.Modul
     given = {}
     if "proxy" in mo.ingredients:
         # the proxy images are prepared once, from the original model (data-free: one synthesis per model);
-        # the teacher outputs are the current model's, i.e. the model as it was before this request
-        if "proxy" not in run.shared:
-            run.shared["proxy"] = prepare_ingredients(ev.model, xf, yf, ["proxy"], config=cfg, data=data,
-                                                      progress=run.progress)["proxy"]
-        given["proxy"] = run.shared["proxy"]
+        # the teacher outputs are the current model's, i.e. the model as it was before this request, or
+        # (repair_toward "original") the original model's, computed once with the proxy
+        names = ["proxy", "teacher"] if run.repair_toward == "original" and "teacher" in mo.ingredients else ["proxy"]
+        if any(n not in run.shared for n in names):
+            run.shared.update(prepare_ingredients(ev.model, xf, yf, names, config=cfg, data=data,
+                                                  progress=run.progress))
+        given.update({n: run.shared[n] for n in names})
     request = DeletionRequest(ids=run.sets[r - 1], source=f"l2ul bench --requests: request {r} of {run.requests}")
     # the first request copies the original; later ones update this method's own model in place
     prepared = PreparedRequest(bundle=run.bundle, request=request, data=data, ingredients=given,
@@ -328,7 +341,8 @@ def run_continual(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[
                   requests: int = 8, k: int = 16, seed: int = 0, config: Optional[UnlearnConfig] = None,
                   out_dir, retain_eval_size: Optional[int] = 10000, oracle_pool_size: Optional[int] = None,
                   progress: bool = True, log: Optional[Log] = print, config_name: Optional[str] = None,
-                  num_workers: int = 0, proxy_test_split: Optional[int] = None) -> List[Dict[str, Any]]:
+                  num_workers: int = 0, proxy_test_split: Optional[int] = None,
+                  repair_toward: str = "previous") -> List[Dict[str, Any]]:
     """``requests`` successive deletion requests of ``k`` instances each (disjoint, drawn once from ``seed``,
     see :func:`continual_forget_sets`) applied one after another to the same model, per method.
 
@@ -344,6 +358,12 @@ def run_continual(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[
     checkpoint is there, and a method with all its records is skipped. The checkpoint is removed once the
     method's last request is recorded. Without a matching checkpoint a partial method restarts from the
     original model.
+
+    ``repair_toward``: what methods with a repair phase (``repair``) distil toward at each request:
+    ``"previous"`` (default), the model as it was before that request, so the repairs' losses add up; or
+    ``"original"``, the original model's outputs on the proxy at every request (computed once), so the
+    repair cannot drift from request to request. The earlier requests' instances are kept forgotten either
+    way (``keep_forgotten``). Methods without a repair phase ignore it.
     """
     cfg0 = (config or UnlearnConfig()).validate()
     methods = resolve_methods(methods)
@@ -352,7 +372,8 @@ def run_continual(model: nn.Module, bundle: DatasetBundle, *, methods: Sequence[
     device = resolve_device(cfg0.device)
     run = _plan(model, bundle, cfg0, device, methods=methods, requests=requests, k=k, seed=seed,
                 retain_eval_size=retain_eval_size, oracle_pool_size=oracle_pool_size, progress=progress, log=log,
-                config_name=config_name, num_workers=num_workers, proxy_test_split=proxy_test_split)
+                config_name=config_name, num_workers=num_workers, proxy_test_split=proxy_test_split,
+                repair_toward=repair_toward)
     todo, resume_at = _open(run, out_dir)
     if todo:
         ev = _prepare_evaluation(run, model)

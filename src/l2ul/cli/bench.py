@@ -39,6 +39,9 @@ def add_arguments(parser) -> None:
                            "with the --proxy-test-split images and their labels as the reference set")
     grid.add_argument("--requests", type=int, default=None, metavar="R",
                       help="continual mode: R successive requests of --k instances on the same model")
+    grid.add_argument("--repair-toward", choices=("previous", "original"), default="previous",
+                      help="continual mode: the repair phase distils toward the model as it was before each "
+                           "request (previous, default) or toward the original model at every request (original)")
     add_config_arguments(parser)
     ev = parser.add_argument_group("evaluation")
     ev.add_argument("--retain-eval-size", type=int, default=10000,
@@ -74,6 +77,8 @@ def cmd_bench(args) -> int:
         raise ConfigError("--relabel-random and --unseen are grid-mode options (continual requests misclassify)")
     if args.relabel_random and args.unseen:
         raise ConfigError("--relabel-random and --unseen are two tasks: give one")
+    if not continual and args.repair_toward != "previous":
+        raise ConfigError("--repair-toward is a continual-mode option (--requests)")
     if continual and args.requests < 1:
         raise ConfigError(f"--requests must be at least 1, got {args.requests}")
     model = load_model_from_args(args)
@@ -86,7 +91,8 @@ def cmd_bench(args) -> int:
     if continual:
         if len(seeds) > 1:
             LOGGER.warning(f"l2ul: continual mode uses one seed; using {seeds[0]}")
-        run_continual(model, bundle, requests=args.requests, k=ks[0], seed=seeds[0], **common)
+        run_continual(model, bundle, requests=args.requests, k=ks[0], seed=seeds[0],
+                      repair_toward=args.repair_toward, **common)
     else:
         run_bench(model, bundle, ks=ks, seeds=seeds, mia_max_samples=args.mia_max_samples,
                   mia_attack=args.mia_attack, task="relabel" if args.relabel_random else "unseen" if args.unseen else "misclassify", **common)
