@@ -373,3 +373,16 @@ def test_the_verdict_of_a_deletion_that_does_not_hold_says_so(raw_report):
     cls, line = verdict(report)
     assert cls == "bad" and line.startswith("Does not hold: all 3 instance(s) met the request")
     assert "2 of 3 instance(s) would be predicted as their label again" in line and "Done" not in line
+
+
+def test_the_verdict_counts_earlier_requests_instances_back_on_their_label(raw_report):
+    """A converged request with --keep-forgotten: the page says whether the earlier instances stay forgotten,
+    and a report with one back on its label is not "Done"."""
+    from l2ul.audit.page import verdict
+
+    report = {**raw_report, "holds_with_original_bn_stats": True}
+    cls, line = verdict({**report, "kept_forgotten": {"n": 5, "back_on_label": 0}})
+    assert cls == "ok" and line.endswith("the 5 instance(s) of earlier requests stay off their label")
+    cls, line = verdict({**report, "kept_forgotten": {"n": 5, "back_on_label": 2}})
+    assert cls == "bad" and line.startswith("Does not hold") and "2 of 5 instance(s) of earlier requests" in line
+    assert "Done" not in line

@@ -322,3 +322,40 @@ def test_unlearn_writes_its_audit_page_beside_the_report(capsys, base, tmp_path)
     assert "17" in page and report["output_model"]["sha256"] in page
     assert report["per_class_test"] and set(report["thumbnails"]) == {"3", "17"}
     assert all("loss_percentile" in row for row in report["per_instance"])
+
+
+def test_successive_requests_keep_the_earlier_ones_forgotten(capsys, base, tmp_path):
+    """Two requests from the command line: the second, on the first's output model, names the first's ids with
+    --keep-forgotten. Its report lists them and counts none back on their label, its D_r leaves them out,
+    and the final model predicts none of the five as its label. Methods that cannot keep them refuse."""
+    from _digits import digits_setup
+
+    xte = digits_setup()[3]
+    proxy = tmp_path / "proxy.npz"
+    np.savez(proxy, x=xte[:200].numpy())
+    first = tmp_path / "first.safetensors"
+    rc, _, stderr, _ = unlearn(capsys, base, first, "--forget-ids", "3,17,42", "--proxy-data", f"npz:{proxy}",
+                               method="repair")
+    assert rc == 0, stderr
+    ids = tmp_path / "earlier.txt"
+    ids.write_text("3\n17\n42\n")
+    second = tmp_path / "second.safetensors"
+    rc, stdout, stderr, report = unlearn(capsys, first, second, "--forget-ids", "5,6", "--proxy-data",
+                                         f"npz:{proxy}", "--keep-forgotten", f"@{ids}", method="repair")
+    assert rc == 0, stderr
+    assert report["request"]["extra"]["keep_forgotten"]["ids"] == [3, 17, 42]
+    assert report["kept_forgotten"] == {"n": 3, "back_on_label": 0} and report["verdict"] == "holds"
+    assert "the 3 instances of earlier requests stay off their label" in stdout
+    from l2ul import load_dataset
+    from l2ul.pipeline import retain_eval_sample
+
+    digits = load_dataset("digits")
+    sample = set(retain_eval_sample(digits, 300).tolist())
+    assert report["dataset"]["retain_eval_size"] == len(sample - {3, 17, 42, 5, 6})
+    net = load_model(second).eval()
+    x, y = digits.stack_train([3, 17, 42, 5, 6])
+    with torch.no_grad():
+        assert not (net(x).argmax(1) == y).any()
+    rc, _, stderr, _ = unlearn(capsys, first, tmp_path / "x.safetensors", "--forget-ids", "5,6",
+                               "--keep-forgotten", "3,17,42", method="neggrad")
+    assert rc != 0 and "cannot keep earlier requests' instances forgotten" in stderr

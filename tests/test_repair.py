@@ -105,6 +105,32 @@ def test_repair_keeps_earlier_requests_forgotten(setup):
         assert not (second.model(xf).argmax(1) == yf).any()
 
 
+def test_an_earlier_instance_back_on_its_label_is_reported_and_never_called_held(setup):
+    """The engine checks the earlier requests' instances (``keep_forgotten``) too: given instances the model
+    still predicts as their label (as if an earlier deletion had relapsed), a repair too short to push them
+    off returns a result that says so (verdict ``does_not_hold``); with enough steps they are off their label
+    and the request holds. It never calls a model that predicts one of them as its label a success."""
+    from l2ul.pipeline import verdict_of
+
+    model, xf, yf, _, proxy, _ = setup
+    _, xtr, ytr, _, _ = digits_setup()
+    with torch.no_grad():
+        right = (model.eval()(xtr[200:400]).argmax(1) == ytr[200:400]).nonzero().squeeze(1)[:6] + 200
+    earlier = (xtr[right], ytr[right])
+    short = unlearn(model, xf[:8], yf[:8], method="repair", config=CFG.replace(repair_steps=1),
+                    data={"proxy": proxy, "keep_forgotten": earlier})
+    assert short.kept_forgotten["n"] == 6 and short.kept_forgotten["back_on_label"] > 0
+    assert short.earlier_stay_forgotten is False and verdict_of(short) == "does_not_hold"
+    assert "instances of earlier requests" in short.message
+    full = unlearn(model, xf[:8], yf[:8], method="repair", config=CFG.replace(repair_steps=200),
+                   data={"proxy": proxy, "keep_forgotten": earlier})
+    with torch.no_grad():
+        back = int((full.model(earlier[0]).argmax(1) == earlier[1]).sum())
+    assert full.kept_forgotten == {"n": 6, "back_on_label": back}
+    assert verdict_of(full) == ("holds" if back == 0 else "does_not_hold")
+    assert back == 0, full.message        # measured: the constraint pushes all six off within the budget
+
+
 def test_repair_learning_rate_decays_to_zero_over_its_budget(setup, proxy_run, monkeypatch):
     """The default schedule (cosine, since 0.4) is stepped once per repair step: the last step's learning
     rate is ~0; with ``repair_schedule="constant"`` it stays at ``repair_lr``."""

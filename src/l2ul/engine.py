@@ -136,6 +136,22 @@ class _Checker:
 
     def __init__(self, model: nn.Module, ctx: MethodContext):
         self.model, self.ctx = model, ctx
+        # instances of earlier requests a repair keeps forgotten (``keep_forgotten`` data, misclassify only)
+        earlier = ctx.data.get("keep_forgotten") if ctx.task == "misclassify" else None
+        self.earlier = None if earlier is None else (
+            earlier[0].to(ctx.device), torch.as_tensor(earlier[1]).long().to(ctx.device))
+
+    def earlier_back(self) -> int:
+        """How many of the earlier requests' instances (``keep_forgotten``) are predicted as their label
+        again (eval mode); 0 without any."""
+        if self.earlier is None or self.earlier[0].shape[0] == 0:
+            return 0
+        with torch.no_grad():
+            was = self.model.training
+            self.model.eval()
+            preds = self.model(self.earlier[0]).argmax(1)
+            self.model.train(was)
+        return int((preds == self.earlier[1]).sum())
 
     def __call__(self) -> Tuple[bool, float, bool, torch.Tensor]:
         with torch.no_grad():
@@ -219,7 +235,8 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
                            "relabel": "every forget instance is predicted as its target",
                            "unseen": "every forget instance's loss is in its band of unseen-data losses"}[
                 ctx.task] + f" after {run.steps} steps"
-        elif repair and done:
+        elif repair and done and check.earlier_back() == 0:
+            # the task holds, and every earlier request's instance is still off its label
             last_good = copy.deepcopy(work.state_dict())
             if phase.should_stop is not None and phase.should_stop(run.steps, ctx):
                 why = getattr(phase.should_stop, "reason", "")
@@ -227,7 +244,7 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
                                                         + (f" ({why})" if why else ""))
     if bar:
         bar.close()
-    if repair and (run.status == "diverged" or not check()[0]):
+    if repair and (run.status == "diverged" or not check()[0] or check.earlier_back()):
         # the task must hold at the end of a repair: return to the last step where it did
         work.load_state_dict(last_good)
         run.message += "; the task did not hold at the last step: rolled back to the last step where it held"
@@ -386,6 +403,10 @@ def _optimise(m: UnlearningMethod, work: nn.Module, ctx: MethodContext, timings:
             score_original_bn = check()[1]
             _load_running_stats(work, current)
     cfg = ctx.config
+    earlier_back = check.earlier_back() if check.earlier is not None and status != "diverged" else None
+    if earlier_back:
+        message += (f"; {earlier_back} of {check.earlier[0].shape[0]} instances of earlier requests "
+                    "(keep_forgotten) are predicted as their label again")
     unseen = None
     if ctx.bands is not None and status != "diverged":
         unseen = _unseen_audit(work, ctx)
@@ -398,7 +419,9 @@ def _optimise(m: UnlearningMethod, work: nn.Module, ctx: MethodContext, timings:
         labels=ctx.y_forget.tolist(), targets=ctx.targets.tolist() if ctx.targets is not None else None,
         preds_before=ctx.logits_before.argmax(1).tolist(), preds_after=preds.tolist(), forget_history=history,
         message=message, device=str(ctx.device), ingredients=dict(ctx.ingredients), phases=phase_log,
-        adversarial_success=adv_success, score_with_original_bn_stats=score_original_bn, unseen=unseen)
+        adversarial_success=adv_success, score_with_original_bn_stats=score_original_bn, unseen=unseen,
+        kept_forgotten=(None if earlier_back is None else
+                        {"n": int(check.earlier[0].shape[0]), "back_on_label": earlier_back}))
 
 
 def _unseen_audit(work: nn.Module, ctx: MethodContext) -> Dict[str, Any]:

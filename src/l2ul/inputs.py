@@ -52,13 +52,14 @@ def _at_file(value) -> Optional[Path]:
 
 def run_inputs(*, model=None, weights=None, original=None, dataset: Optional[str] = None,
                forget_ids: Optional[str] = None, relabel_to: Optional[str] = None,
-               proxy: Optional[str] = None, reference: Optional[str] = None) -> List[str]:
+               proxy: Optional[str] = None, reference: Optional[str] = None,
+               keep_forgotten: Optional[str] = None) -> List[str]:
     """Every file and folder a command reads, for :func:`l2ul.safety.check_output_path` (which never writes
     over one of them, nor inside one of the folders): the model file(s) (``model``, ``weights``, ``original``;
     an ``nn.Module`` is skipped), the dataset's file or folder (specs with a path), the ``@FILE`` of
-    ``forget_ids`` and ``relabel_to``, and the proxy and reference data's files or folders."""
+    ``forget_ids``, ``keep_forgotten`` and ``relabel_to``, and the proxy and reference data's files or folders."""
     paths = [p for p in (model, weights, original) if isinstance(p, (str, os.PathLike))]
-    paths += [p for p in (_spec_path(dataset), _at_file(forget_ids), _at_file(relabel_to),
+    paths += [p for p in (_spec_path(dataset), _at_file(forget_ids), _at_file(keep_forgotten), _at_file(relabel_to),
                           _spec_path(proxy, proxy=True), _spec_path(reference, proxy=True)) if p is not None]
     return [str(p) for p in dict.fromkeys(paths)]
 
@@ -75,7 +76,8 @@ def _resized(resize: int) -> Callable[[tuple], tuple]:
 
 def check_inputs(*, model=None, weights=None, original=None, dataset: Optional[str] = None,
                  forget_ids: Optional[str] = None, relabel_to: Optional[str] = None,
-                 proxy: Optional[str] = None, reference: Optional[str] = None) -> None:
+                 proxy: Optional[str] = None, reference: Optional[str] = None,
+                 keep_forgotten: Optional[str] = None) -> None:
     """Refuse, before any work and with a one-line :class:`~l2ul.errors.L2ULError`, an input no reader could
     use: every path of :func:`run_inputs` that is a symbolic link loop, a FIFO, a device or a socket
     (:func:`l2ul.safety.check_input_path`); a dataset or proxy ``.npz`` that is truncated, fails a CRC check,
@@ -87,7 +89,8 @@ def check_inputs(*, model=None, weights=None, original=None, dataset: Optional[s
 
     what = {}
     for p, w in ((model, "model file"), (weights, "weights file"), (original, "model file"),
-                 (_at_file(forget_ids), "--forget-ids file"), (_at_file(relabel_to), "--relabel-to file")):
+                 (_at_file(forget_ids), "--forget-ids file"), (_at_file(keep_forgotten), "--keep-forgotten file"),
+                 (_at_file(relabel_to), "--relabel-to file")):
         if isinstance(p, (str, os.PathLike)):
             what[str(p)] = w
     data_path = _spec_path(dataset)

@@ -71,13 +71,16 @@ class RequestOutcome:
 def verdict_of(result) -> str:
     """Whether a request was honoured: ``holds`` (converged, and the forgetting holds with the original
     batch-norm statistics, or the model has none), ``does_not_hold`` (converged only thanks to batch-norm
-    statistics that drifted during unlearning: with the original ones the instances would be back),
+    statistics that drifted during unlearning: with the original ones the instances would be back; or an
+    instance of an earlier request given to keep forgotten is predicted as its label again),
     ``not_converged`` (the step budget ran out) or ``diverged``. Only ``holds`` is a success."""
     if result.status == "diverged":
         return "diverged"
     if not result.converged:
         return "not_converged"
-    return "does_not_hold" if result.holds_with_original_bn_stats is False else "holds"
+    if result.holds_with_original_bn_stats is False or getattr(result, "earlier_stay_forgotten", None) is False:
+        return "does_not_hold"
+    return "holds"
 
 
 @dataclass
@@ -179,6 +182,8 @@ def _report(*, result, cfg, bundle, dataset_spec, request, inputs, input_sha, mo
         "score_with_original_bn_stats": result.score_with_original_bn_stats,
         "holds_with_original_bn_stats": result.holds_with_original_bn_stats,
         "proxy": _proxy_source(result),
+        # the earlier requests' instances kept forgotten (their ids are in request.extra.keep_forgotten)
+        "kept_forgotten": result.kept_forgotten,
         **({"unseen": {**result.unseen, "reference": request.extra.get("reference")}}
            if result.unseen is not None else {}),
         "note_retain": ("the method trained on the remaining data; D_r is measured on a subset of it"
@@ -266,7 +271,8 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
                 proxy: Optional[str] = None, allow_training_proxy: bool = False, reference: Optional[str] = None,
                 overwrite: bool = False, keep_unconverged: bool = False, retain_eval_size: int = 10000,
                 progress: Optional[bool] = None, log: Optional[Log] = None, argv: Optional[Sequence[str]] = None,
-                cache: Optional[bool] = None, prepared: Optional[PreparedRequest] = None) -> RequestOutcome:
+                cache: Optional[bool] = None, prepared: Optional[PreparedRequest] = None,
+                keep_forgotten: Optional[str] = None) -> RequestOutcome:
     """Honour one deletion request end to end and publish the unlearned model with its audit report.
 
     ``model``: an l2ul model file (or an ``nn.Module`` already loaded), or ``arch`` + ``weights`` for a foreign
@@ -282,7 +288,10 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     original model's figures may come from (and go to) the outputs cache (:mod:`l2ul.output_cache`;
     default: unless ``$L2UL_CACHE=0``). ``prepared``: a :class:`PreparedRequest` (the dataset, request and
     method data already loaded, with ``model`` an ``nn.Module``), in place of ``dataset``, ``forget_ids``,
-    ``forget_random``, ``relabel_to`` and ``proxy``.
+    ``forget_random``, ``relabel_to`` and ``proxy``. ``keep_forgotten``: the training instances of earlier
+    requests on this model (ids as for ``forget_ids``), which a method that takes them (``repair``) keeps off
+    their label; the engine checks them, the report counts those back on their label (the verdict is then
+    ``does_not_hold``), and D_r is measured without them.
 
     Before any work it raises a one-line :class:`~l2ul.errors.L2ULError` for a bad setting (seed, device,
     ``retain_eval_size``), a damaged or unusable input (:func:`check_inputs`), an output that is an input,
@@ -303,10 +312,14 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
         from .errors import ConfigError
 
         raise ConfigError("a prepared request needs the model as an nn.Module", field="model")
+    if keep_forgotten is not None and prepared is not None:
+        from .errors import ConfigError
+
+        raise ConfigError("give keep_forgotten in the prepared request's data, not beside it", field="keep_forgotten")
     every_input = run_inputs(model=model, weights=weights, dataset=dataset, forget_ids=forget_ids,
-                             relabel_to=relabel_to, proxy=proxy, reference=reference)
+                             relabel_to=relabel_to, proxy=proxy, reference=reference, keep_forgotten=keep_forgotten)
     check_inputs(model=model, weights=weights, dataset=dataset, forget_ids=forget_ids, relabel_to=relabel_to,
-                 proxy=proxy, reference=reference)
+                 proxy=proxy, reference=reference, keep_forgotten=keep_forgotten)
     if reference is not None and "unseen" not in _method_obj(method).tasks:
         from .errors import ConfigError
 
@@ -314,7 +327,8 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
                           field="method")
     load = dict(model=model, arch=arch, weights=weights, num_classes=num_classes, dataset=dataset, data_dir=data_dir,
                 download=download, forget_ids=forget_ids, forget_random=forget_random, relabel_to=relabel_to,
-                seed=seed, method=method, proxy=proxy, allow_training_proxy=allow_training_proxy, reference=reference)
+                seed=seed, method=method, proxy=proxy, allow_training_proxy=allow_training_proxy, reference=reference,
+                keep_forgotten=keep_forgotten)
     with claim_outputs(out, report, overwrite=overwrite, inputs=every_input, log=log) as (out, report_path):
         return _run_claimed(
             out=out, report_path=report_path, inputs=inputs, seed=seed, method=method,
@@ -323,7 +337,8 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
 
 
 def _load(*, model, arch, weights, num_classes, dataset, data_dir, download, forget_ids, forget_random,
-          relabel_to, seed, method, proxy, allow_training_proxy, reference) -> Tuple[PreparedRequest, nn.Module]:
+          relabel_to, seed, method, proxy, allow_training_proxy, reference,
+          keep_forgotten=None) -> Tuple[PreparedRequest, nn.Module]:
     """Load and check what :func:`run_request` names: the dataset, the model, the request, the method's data."""
     from .data import load_dataset
     from .loading import adopt_class_names, check_fit, load_model_from
@@ -343,6 +358,10 @@ def _load(*, model, arch, weights, num_classes, dataset, data_dir, download, for
                             forget_ids=forget_ids, forget_random=forget_random, relabel_to=relabel_to, seed=seed,
                             train_ids=bundle.train_ids, class_names=bundle.class_names, unseen=reference is not None)
     data = method_data(method, bundle, request.ids, proxy=proxy, allow_training_proxy=allow_training_proxy)
+    if keep_forgotten is not None:
+        kept = _keep_forgotten(method, bundle, request, keep_forgotten)
+        if kept is not None:
+            data["keep_forgotten"] = kept
     ref = None
     if reference is not None:
         from .reference import check_reference_not_training, describe_reference, load_reference
@@ -353,6 +372,26 @@ def _load(*, model, arch, weights, num_classes, dataset, data_dir, download, for
         check_reference_not_training(ref, bundle)
         request.extra["reference"] = describe_reference(reference, ref)
     return PreparedRequest(bundle=bundle, request=request, data=data, dataset_spec=dataset, reference=ref), net
+
+
+def _keep_forgotten(method, bundle, request, spec: str):
+    """``(images, labels)`` of the earlier requests' instances ``spec`` (ids as for ``--forget-ids``), less this
+    request's own; their ids go to ``request.extra["keep_forgotten"]``. Refused for a method that cannot keep
+    them (it does not declare ``keep_forgotten``) and for a task other than misclassify."""
+    from .errors import ConfigError
+    from .requests import parse_forget_ids
+
+    m = _method_obj(method)
+    if "keep_forgotten" not in m.data + m.optional_data:
+        raise ConfigError(f"method {m.name!r} cannot keep earlier requests' instances forgotten "
+                          "(--keep-forgotten); use method 'repair'", field="keep_forgotten")
+    if request.task != "misclassify":
+        raise ConfigError(f"--keep-forgotten keeps instances off their label: a misclassify request's option, "
+                          f"not {request.task}'s", field="keep_forgotten")
+    own = set(request.ids)
+    ids = [i for i in parse_forget_ids(spec, n_train=bundle.n_train, train_ids=bundle.train_ids) if i not in own]
+    request.extra["keep_forgotten"] = {"ids": ids, "source": f"--keep-forgotten {spec}"}
+    return bundle.stack_train(ids) if ids else None
 
 
 def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], seed, method, config,
@@ -410,7 +449,8 @@ def _figures(net, result, prepared: PreparedRequest, retain_eval_size, seed, cfg
     """``(D_r size, remaining-data size, (metrics, per_instance, per_class, predictions after))``: on the fixed D_r sample and the
     test split, or on the sets a prepared request brings (with the original's evaluation on them)."""
     bundle, request = prepared.bundle, prepared.request
-    retain_total = len(bundle.retain_indices(request.ids))
+    kept = (request.extra.get("keep_forgotten") or {}).get("ids", [])
+    retain_total = len(bundle.retain_indices(list(request.ids) + list(kept)))
     if prepared.original is not None:
         sets = dict(forget=bundle.stack_train(request.ids), retain=prepared.retain, test=prepared.test)
         log(f"l2ul: evaluating on D_f ({len(request.ids)}) and the given D_r and D_test")
@@ -419,7 +459,7 @@ def _figures(net, result, prepared: PreparedRequest, retain_eval_size, seed, cfg
                                   batch_size=cfg.eval_batch_size, progress=progress)
         return figures[0]["n_retain"], retain_total, figures
     eval_sample = retain_eval_sample(bundle, retain_eval_size)
-    eval_ids = retain_eval_subset(bundle, request.ids, retain_eval_size)
+    eval_ids = retain_eval_subset(bundle, list(request.ids) + list(kept), retain_eval_size)
     log(f"l2ul: evaluating on D_f ({len(request.ids)}), D_r ({len(eval_ids)}"
         f"{' random' if len(eval_ids) < retain_total else ''}) and D_test ({bundle.n_test})")
     figures = evaluate_request(net, result, bundle, request, eval_ids, seed=seed, eval_sample=eval_sample,

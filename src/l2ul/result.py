@@ -43,6 +43,9 @@ class UnlearnResult:
     #: task ``unseen`` only: the reference and each instance's loss band and loss after
     #: (:meth:`l2ul.unseen.ReferenceBands.describe`, with ``instances``)
     unseen: Optional[Dict[str, Any]] = None
+    #: with ``keep_forgotten`` data (instances of earlier requests, misclassify): ``{"n": N, "back_on_label": j}``,
+    #: how many of them the final model predicts as their label again (``None`` without such data)
+    kept_forgotten: Optional[Dict[str, int]] = None
 
     @property
     def adversarial(self) -> Optional[AdversarialSet]:
@@ -59,6 +62,12 @@ class UnlearnResult:
         if s is None:
             return None
         return s == 0.0 if self.task == "misclassify" else s == 1.0
+
+    @property
+    def earlier_stay_forgotten(self) -> Optional[bool]:
+        """Whether every instance of an earlier request (``keep_forgotten``) is still off its label
+        (``None`` without such instances)."""
+        return None if self.kept_forgotten is None else self.kept_forgotten["back_on_label"] == 0
 
     @property
     def converged(self) -> bool:
@@ -91,6 +100,7 @@ class UnlearnResult:
             "holds_with_original_bn_stats": self.holds_with_original_bn_stats,
             "forget_history": self.forget_history, "phases": self.phases,
             **({"unseen": self.unseen} if self.unseen is not None else {}),
+            **({"kept_forgotten": self.kept_forgotten} if self.kept_forgotten is not None else {}),
         }
 
     def summary(self) -> str:

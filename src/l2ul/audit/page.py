@@ -127,6 +127,16 @@ def verdict(report: Mapping[str, Any]) -> tuple:
                      + ("be predicted as their label again" if task != "relabel" else "miss their target")
                      + ": the forgetting lives in drifted running statistics, and recalibrating batch norm on "
                        "clean data would undo it")
+        kept = d(report.get("kept_forgotten"))
+        n_kept, back = num(kept.get("n")), num(kept.get("back_on_label"))
+        if n_kept is not None and back is not None:
+            if back > 0:
+                cls = "bad"
+                line = (f"Does not hold: all {k} instance(s) met the request{steps_txt}, but {int(back)} of "
+                        f"{int(n_kept)} instance(s) of earlier requests (kept forgotten) are predicted as their "
+                        "label again (exit code 5, no model written unless kept on purpose)")
+            elif cls == "ok":
+                line += f"; the {int(n_kept)} instance(s) of earlier requests stay off their label"
     elif status == "budget_exhausted":
         cls = "bad"
         line = (f"Not done: the step budget ran out{steps_txt} before the request was met"

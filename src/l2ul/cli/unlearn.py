@@ -28,6 +28,10 @@ def add_arguments(p) -> None:
                         "never read (default: data-free, images synthesised from the model, cached)")
     g.add_argument("--allow-training-proxy", action="store_true",
                    help="accept proxy images from the training split (that makes it the oracle)")
+    g.add_argument("--keep-forgotten", metavar="IDS",
+                   help="training ids of earlier requests on this model (a comma list or @FILE, as --forget-ids): "
+                        "the repair keeps them off their label too, the engine checks them, and D_r is measured "
+                        "without them (successive requests)")
     g = p.add_argument_group("the unseen task (forget as if never seen)")
     g.add_argument("--reference-data", metavar="SPEC",
                    help="make each instance look like data the model never saw, measured on these labeled held-out "
@@ -58,7 +62,7 @@ def cmd_unlearn(args) -> int:
         dataset=args.dataset, data_dir=args.data_dir, download=args.download, forget_ids=args.forget_ids,
         forget_random=args.forget_random, relabel_to=args.relabel_to, seed=args.seed, method=args.method,
         config=cfg, proxy=args.proxy_data, allow_training_proxy=args.allow_training_proxy,
-        reference=args.reference_data, report=args.report, overwrite=args.overwrite, keep_unconverged=args.keep_unconverged,
+        reference=args.reference_data, keep_forgotten=args.keep_forgotten, report=args.report, overwrite=args.overwrite, keep_unconverged=args.keep_unconverged,
         retain_eval_size=args.retain_eval_size, progress=progress_of(args), log=info,
         argv=getattr(args, "argv", None))
     _print_outcome(outcome, args)
@@ -100,10 +104,16 @@ def verdict(outcome) -> str:
         head = (f"DOES NOT HOLD: {every} {what}, but with the original batch-norm statistics "
                 f"{back} of {k} would be back: the forgetting lives in drifted statistics, not in the weights; "
                 f"{written} (try --bn freeze, or the default method)")
+    elif result.earlier_stay_forgotten is False:
+        kept = result.kept_forgotten
+        head = (f"DOES NOT HOLD: {every} {what}, but {kept['back_on_label']} of {kept['n']} instances of earlier "
+                f"requests (--keep-forgotten) are predicted as their label again; {written}")
     else:
         also = ("also with the original batch-norm statistics" if score is not None
                 else "(the model has no batch-norm statistics)")
-        head = f"HOLDS: {every} {what}, {also}"
+        kept = result.kept_forgotten
+        earlier = (f"; the {kept['n']} instances of earlier requests stay off their label" if kept else "")
+        head = f"HOLDS: {every} {what}, {also}{earlier}"
     m = outcome.metrics
     return f"verdict: {head}\ncost: D_r {_points(m, 'retain')}; D_test {_points(m, 'test')}"
 
