@@ -146,12 +146,8 @@ class _Checker:
         again (eval mode); 0 without any."""
         if self.earlier is None or self.earlier[0].shape[0] == 0:
             return 0
-        with torch.no_grad():
-            was = self.model.training
-            self.model.eval()
-            preds = self.model(self.earlier[0]).argmax(1)
-            self.model.train(was)
-        return int((preds == self.earlier[1]).sum())
+        with frozen_eval(self.model), torch.no_grad():
+            return int((self.model(self.earlier[0]).argmax(1) == self.earlier[1]).sum())
 
     def __call__(self) -> Tuple[bool, float, bool, torch.Tensor]:
         with torch.no_grad():

@@ -29,6 +29,7 @@ from .inputs import (  # noqa: F401  (re-exported: the checks of every input, be
     input_hashes,
     run_inputs,
 )
+from .request_data import keep_forgotten_data, method_data  # noqa: F401  (re-exported: a request's method data)
 from .request_figures import (  # noqa: F401  (re-exported: how a request is measured)
     _check_retain_eval_size,
     evaluate_request,
@@ -130,36 +131,6 @@ def machine(device=None) -> Dict[str, Any]:
     from .bench.machine import machine_info
 
     return {**machine_info(device), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-
-
-def method_data(method, bundle, request_ids: Sequence[int], *, proxy: Optional[str] = None,
-                allow_training_proxy: bool = False) -> Dict[str, Any]:
-    """The data a method declares it needs, from the dataset: ``retain`` is the training data outside the
-    request (only ``oracle``-like methods declare it); ``proxy`` the unlabeled images of the spec ``proxy``
-    (:func:`l2ul.proxy.load_proxy`), refused when they overlap the training split unless
-    ``allow_training_proxy`` (and always when they contain a forget instance)."""
-    from .errors import ConfigError
-    from .methods import get_method
-
-    m = get_method(method)
-    data: Dict[str, Any] = {}
-    if "retain" in m.data:
-        data["retain"] = bundle.train_subset(bundle.retain_indices(list(request_ids)))
-    if proxy is not None:
-        if "proxy" not in m.data + m.optional_data:
-            raise ConfigError(f"method {m.name!r} does not use proxy data; drop it or use method 'repair'",
-                              field="proxy")
-        from .proxy import check_not_training_data, describe_proxy, load_proxy
-
-        xf, _ = bundle.stack_train(list(request_ids))
-        images = load_proxy(proxy, image_shape=tuple(xf.shape[1:]))
-        check_not_training_data(images, bundle, allow=allow_training_proxy, forget=xf)
-        images.l2ul_source = describe_proxy(proxy, images)
-        data["proxy"] = images
-    missing = [n for n in m.data if n not in data]
-    if missing:
-        raise L2ULError(f"method {m.name!r} needs {', '.join(missing)} data, which this command cannot supply")
-    return data
 
 
 def _report(*, result, cfg, bundle, dataset_spec, request, inputs, input_sha, model, metrics, per_inst,
@@ -359,7 +330,7 @@ def _load(*, model, arch, weights, num_classes, dataset, data_dir, download, for
                             train_ids=bundle.train_ids, class_names=bundle.class_names, unseen=reference is not None)
     data = method_data(method, bundle, request.ids, proxy=proxy, allow_training_proxy=allow_training_proxy)
     if keep_forgotten is not None:
-        kept = _keep_forgotten(method, bundle, request, keep_forgotten)
+        kept = keep_forgotten_data(method, bundle, request, keep_forgotten)
         if kept is not None:
             data["keep_forgotten"] = kept
     ref = None
@@ -372,26 +343,6 @@ def _load(*, model, arch, weights, num_classes, dataset, data_dir, download, for
         check_reference_not_training(ref, bundle)
         request.extra["reference"] = describe_reference(reference, ref)
     return PreparedRequest(bundle=bundle, request=request, data=data, dataset_spec=dataset, reference=ref), net
-
-
-def _keep_forgotten(method, bundle, request, spec: str):
-    """``(images, labels)`` of the earlier requests' instances ``spec`` (ids as for ``--forget-ids``), less this
-    request's own; their ids go to ``request.extra["keep_forgotten"]``. Refused for a method that cannot keep
-    them (it does not declare ``keep_forgotten``) and for a task other than misclassify."""
-    from .errors import ConfigError
-    from .requests import parse_forget_ids
-
-    m = _method_obj(method)
-    if "keep_forgotten" not in m.data + m.optional_data:
-        raise ConfigError(f"method {m.name!r} cannot keep earlier requests' instances forgotten "
-                          "(--keep-forgotten); use method 'repair'", field="keep_forgotten")
-    if request.task != "misclassify":
-        raise ConfigError(f"--keep-forgotten keeps instances off their label: a misclassify request's option, "
-                          f"not {request.task}'s", field="keep_forgotten")
-    own = set(request.ids)
-    ids = [i for i in parse_forget_ids(spec, n_train=bundle.n_train, train_ids=bundle.train_ids) if i not in own]
-    request.extra["keep_forgotten"] = {"ids": ids, "source": f"--keep-forgotten {spec}"}
-    return bundle.stack_train(ids) if ids else None
 
 
 def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], seed, method, config,
