@@ -240,10 +240,12 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
                                                         + (f" ({why})" if why else ""))
     if bar:
         bar.close()
-    if repair and (run.status == "diverged" or not check()[0] or check.earlier_back()):
-        # the task must hold at the end of a repair: return to the last step where it did
+    task = repair and (run.status == "diverged" or not check()[0])
+    if task or (repair and check.earlier_back()):
+        # the task must hold at the end of a repair, earlier requests' instances off their label: roll back
         work.load_state_dict(last_good)
-        run.message += "; the task did not hold at the last step: rolled back to the last step where it held"
+        run.message += ("; the task did not hold at the last step: rolled back to the last step where it held" if task
+                        else "; an earlier request's instance was on its label at the last step: rolled back")
         run.status = "converged" if run.status != "diverged" else "rolled_back"
     elif run.status == "diverged":
         run.message += "; the model is unusable"

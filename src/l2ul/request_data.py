@@ -43,7 +43,6 @@ def keep_forgotten_data(method, bundle, request, spec: str):
     """``(images, labels)`` of the earlier requests' instances ``spec`` (ids as for ``--forget-ids``), less this
     request's own; their ids go to ``request.extra["keep_forgotten"]``. Refused for a method that cannot keep
     them (it does not declare ``keep_forgotten``) and for a task other than misclassify."""
-
     m = get_method(method)
     if "keep_forgotten" not in m.data + m.optional_data:
         raise ConfigError(f"method {m.name!r} cannot keep earlier requests' instances forgotten "
