@@ -423,6 +423,9 @@ def test_cli_args_and_main(model, tmp_path, monkeypatch):
                               "--requests", "2", "--k", "1,2"])
     with pytest.raises(L2ULError, match="single --k"):
         cli_bench.cmd_bench(args)
+    args = parser.parse_args(["--dataset", "digits", "--out", str(tmp_path / "x"), "--repair-toward", "original"])
+    with pytest.raises(L2ULError, match="continual-mode option"):
+        cli_bench.cmd_bench(args)
     with pytest.raises(L2ULError, match="no model given"):
         real_load(parser.parse_args(["--dataset", "digits", "--out", "o"]))
 
