@@ -69,15 +69,16 @@ def test_help_mirrors_what_it_cannot_import():
 
 # ------------------------------------------------------------------------------------- the verdict
 def _outcome(status="converged", *, labels=(3, 5), preds=(1, 2), targets=None, score=0.0, saved="m.safetensors",
-             metrics=None):
+             metrics=None, kept=None):
     from types import SimpleNamespace
 
     from l2ul.result import UnlearnResult
 
     result = SimpleNamespace(status=status, converged=status == "converged", labels=list(labels),
                              preds_after=list(preds), targets=targets, task="relabel" if targets else "misclassify",
-                             score_with_original_bn_stats=score)
+                             score_with_original_bn_stats=score, kept_forgotten=kept)
     result.holds_with_original_bn_stats = UnlearnResult.holds_with_original_bn_stats.fget(result)
+    result.earlier_stay_forgotten = UnlearnResult.earlier_stay_forgotten.fget(result)
     metrics = metrics or {"acc_retain_before": 0.856, "acc_retain": 0.841, "acc_test_before": 0.81,
                           "acc_test": 0.812}
     return SimpleNamespace(result=result, metrics=metrics, model_path=saved)
@@ -101,6 +102,10 @@ def test_the_verdict_says_in_words_whether_it_holds_and_what_it_cost():
     assert verdict(_outcome("diverged")) == ("verdict: FAILED: unlearning diverged; no model was written and "
                                              "nothing was deleted")
     assert "D_r not measured" in verdict(_outcome(metrics={"acc_retain": None, "acc_test": 0.5}))
+    head = verdict(_outcome(kept={"n": 16, "back_on_label": 0})).splitlines()[0]
+    assert head.startswith("verdict: HOLDS:") and "the 16 instances of earlier requests stay off their label" in head
+    head = verdict(_outcome(kept={"n": 16, "back_on_label": 2})).splitlines()[0]
+    assert head.startswith("verdict: DOES NOT HOLD:") and "2 of 16 instances of earlier requests" in head
 
 
 def test_unlearn_prints_the_verdict_first(capsys, base, tmp_path):
