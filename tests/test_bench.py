@@ -23,7 +23,8 @@ from l2ul.engine import unlearn
 from l2ul.errors import ConfigError, DataError, L2ULError
 from l2ul.requests import random_forget_ids
 
-CFG = UnlearnConfig(pgd_steps=5, adv_per_instance=2, max_steps=50, pgd_eps=0.5, retain_batch_size=64, device="cpu")
+CFG = UnlearnConfig(pgd_steps=5, adv_per_instance=2, max_steps=50, pgd_eps=0.5, retain_batch_size=64, device="cpu",
+                    synth_images=128, synth_steps=40)
 METHODS = ("neggrad", "adv", "l2ul", "oracle")
 KS = (1, 4)
 COMMON = dict(methods=METHODS, ks=KS, seeds=(0,), config=CFG, retain_eval_size=200, mia_attack="logistic",

@@ -80,9 +80,11 @@ def test_adv_and_l2ul_record_phases(runs):
 def test_relabel_reaches_every_target(setup):
     model, xf, yf, _, _ = setup
     targets = (yf + 1) % 10
-    # relabel pulls toward a target while 160 adversarial examples hold the boundaries: lr 1e-2 finishes in
-    # ~240 steps here (at 1e-3, 2 of 8 instances are still short of their target after 1000 steps)
-    r = unlearn(model, xf, yf, method="l2ul", task="relabel", targets=targets, config=CFG.replace(lr=1e-2))
+    # relabel pulls toward a target while the adversarial examples hold the boundaries: with 20 per instance
+    # (160) lr 1e-2 needed 982 of the 1000 steps on this machine (at 1e-3, 2 of 8 instances stay short of
+    # their target); with 5 per instance it finishes in about 35
+    r = unlearn(model, xf, yf, method="l2ul", task="relabel", targets=targets,
+                config=CFG.replace(lr=1e-2, adv_per_instance=5))
     assert r.converged, r.message
     r.model.eval()
     with torch.no_grad():

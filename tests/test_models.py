@@ -316,17 +316,20 @@ def cifar10_test(shared_dir):
         pytest.skip(f"{path} absent")
     from PIL import Image
 
+    # Every 5th test image (2,000): a mapping or preprocessing bug costs tens of points, and the whole split
+    # would take a minute of the suite's ten.
     d = np.load(path, allow_pickle=False)
     data, offsets = d["test_jpeg_bytes"], d["test_jpeg_offsets"]
     x = np.stack([np.asarray(Image.open(io.BytesIO(data[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB"))
-                  for i in range(len(offsets) - 1)])
+                  for i in range(0, len(offsets) - 1, 5)])
     images = torch.from_numpy(x).permute(0, 3, 1, 2).float().div_(255)
-    return images, torch.from_numpy(d["y_test"].astype(np.int64))
+    return images, torch.from_numpy(d["y_test"][::5].astype(np.int64))
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("depth, file, expected", [(20, "cifar10_resnet20-12fca82f.th", 0.8103),
-                                                    (32, "cifar10_resnet32-d509ac18.th", 0.8256)])
+@pytest.mark.parametrize("depth, file, expected", [(20, "cifar10_resnet20-12fca82f.th", 0.8045),
+                                                    (32, "cifar10_resnet32-d509ac18.th", 0.8190)])
+# (on the whole JPEG test split: 0.8103 and 0.8256)
 def test_real_cifar10_resnets_reach_documented_accuracy(shared_dir, cifar10_test, depth, file, expected):
     weights = shared_dir / "datasets" / "pretrained" / file
     if not weights.is_file():
@@ -339,4 +342,4 @@ def test_real_cifar10_resnets_reach_documented_accuracy(shared_dir, cifar10_test
             correct += (model(images[i:i + 1000]).argmax(1) == labels[i:i + 1000]).sum().item()
     acc = correct / len(labels)
     seconds = time.perf_counter() - start
-    assert abs(acc - expected) < 0.002, f"resnet{depth}: {acc:.4f} on JPEG CIFAR-10 test ({seconds:.1f}s)"
+    assert abs(acc - expected) < 0.002, f"resnet{depth}: {acc:.4f} on every 5th JPEG CIFAR-10 test image ({seconds:.1f}s)"
