@@ -13,10 +13,11 @@ def cmd_info(args) -> int:
     from ..models import list_models, model_info
 
     print("methods:")
+    w = max(map(len, list_methods()))
     for name in list_methods():
         m = get_method(name)
-        print(f"  {name:10s} {m.description}\n  {'':10s} needs: {m.data_needs}" + (f"; source: {m.source}" if m.source else "")
-              + f"\n  {'':10s} tasks: {', '.join(m.tasks)}")
+        print(f"  {name:{w}s} {m.description}\n  {'':{w}s} needs: {m.data_needs}" + (f"; source: {m.source}" if m.source else "")
+              + f"\n  {'':{w}s} tasks: {', '.join(m.tasks)}")
     print("models (plus tv:<any torchvision classification model>, timm:<any timm model> with l2ul[timm]):")
     for name in list_models():
         print(f"  {name:16s} {model_info(name).get('description', '')}")
