@@ -326,10 +326,10 @@ def cifar10_test(shared_dir):
     return images, torch.from_numpy(d["y_test"][::5].astype(np.int64))
 
 
+# expected: on every 5th test image (on the whole JPEG test split: 0.8103 and 0.8256)
 @pytest.mark.shared
 @pytest.mark.parametrize("depth, file, expected", [(20, "cifar10_resnet20-12fca82f.th", 0.8045),
                                                     (32, "cifar10_resnet32-d509ac18.th", 0.8190)])
-# (on the whole JPEG test split: 0.8103 and 0.8256)
 def test_real_cifar10_resnets_reach_documented_accuracy(shared_dir, cifar10_test, depth, file, expected):
     weights = shared_dir / "datasets" / "pretrained" / file
     if not weights.is_file():

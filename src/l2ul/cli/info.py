@@ -13,8 +13,9 @@ def cmd_info(args) -> int:
     from ..models import list_models, model_info
 
     print("methods:")
-    w = max(map(len, list_methods()))
-    for name in list_methods():
+    names = list_methods()
+    w = max(map(len, names))
+    for name in names:
         m = get_method(name)
         print(f"  {name:{w}s} {m.description}\n  {'':{w}s} needs: {m.data_needs}" + (f"; source: {m.source}" if m.source else "")
               + f"\n  {'':{w}s} tasks: {', '.join(m.tasks)}")
