@@ -210,6 +210,25 @@ def test_relabel_forget_phase_distils_and_keeps_more_remaining_data(setup):
     assert accuracy(runs[1.0].model, xr, yr) > accuracy(runs[0.0].model, xr, yr) + 0.02
 
 
+def test_misclassify_forget_phase_distils_when_asked_and_keeps_more_remaining_data(setup):
+    """``forget_kd``: the misclassify forget phase distils on proxy batches beside the cross-entropy toward the
+    nearest classes. Measured here (180 proxy images): at the end of the forget phase (no repair) D_r 65.9%
+    without it, 80.4% with weight 1 and 93.5% with 3; after the repair 89.8 / 93.9 / 95.1%. Stated bound: at
+    least 5 points more D_r after the forget phase, the task done and holding with the original BN statistics,
+    and the field is hashed only when set, for misclassify only, so every committed bench folder keeps its hash."""
+    from l2ul.bench.store import _hashed_config
+
+    model, xf, yf, (xr, yr), proxy, _ = setup
+    runs = {w: unlearn(model, xf, yf, method="repair", data={"proxy": proxy}, progress=False,
+                       config=UnlearnConfig(seed=0, forget_kd=w, repair_steps=0)) for w in (0.0, 3.0)}
+    assert all(r.converged and r.forget_accuracy == 0.0 and r.holds_with_original_bn_stats for r in runs.values())
+    assert accuracy(runs[3.0].model, xr, yr) >= accuracy(runs[0.0].model, xr, yr) + 0.05
+    assert runs[3.0].phases[0]["steps"] > runs[0.0].phases[0]["steps"]    # the distillation slows the forgetting
+    assert "forget_kd" not in _hashed_config(UnlearnConfig(), ["repair"])
+    assert _hashed_config(UnlearnConfig(forget_kd=3.0), ["repair"])["forget_kd"] == 3.0
+    assert "forget_kd" not in _hashed_config(UnlearnConfig(forget_kd=3.0), ["repair"], "relabel")
+
+
 def test_repair_stops_once_the_held_out_kl_is_small(setup, proxy_run):
     """``repair_stop_kl``: the repair stops at the first check where the KL from the original on the held-out
     proxy images is at most the threshold, says so, and the task still holds; with the rule off (0) or a

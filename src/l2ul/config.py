@@ -246,6 +246,10 @@ class UnlearnConfig:
                                       "distillation on proxy images during the forget phase too (0: the forget "
                                       "phase descends toward the targets alone, 0.3's behaviour)", minimum=0,
                                       since="0.4", hash_omit=0.0, tasks=("relabel",))
+    forget_kd: float = _field(0.0, "repair", "task misclassify, method repair: weight of the distillation on "
+                              "proxy images during the forget phase too, beside the cross-entropy toward the "
+                              "fixed nearest-class targets (0: the targets alone, the default)", minimum=0,
+                              since="0.4", hash_omit=0.0, tasks=("misclassify",))
     synth_augment: int = _field(4096, "repair", "data-free: shifted/flipped and mixup copies of the synthesised "
                                 "images added to the proxy (half each)", minimum=0, since="0.3")
 

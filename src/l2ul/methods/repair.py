@@ -170,7 +170,9 @@ class Repair(UnlearningMethod):
         repair = Phase("repair", "repair", cfg.repair_steps, _repair_optimizer(cfg), self._repair_loss(ctx),
                        bn="freeze", should_stop=_KLPlateau(ctx), make_scheduler=_repair_schedule(cfg))
         if ctx.task == "relabel" and cfg.relabel_forget_kd:
-            return [self._relabel_phase(ctx), repair]
+            return [self._kd_forget_phase(ctx, cfg.relabel_forget_kd), repair]
+        if ctx.task == "misclassify" and cfg.forget_kd:
+            return [self._kd_forget_phase(ctx, cfg.forget_kd), repair]
         if ctx.task != "unseen":
             return [fixed_target_phase(ctx, ctx.extras["forget_targets"], bn="freeze"), repair]
         if not cfg.settle_steps:
@@ -180,13 +182,15 @@ class Repair(UnlearningMethod):
                        make_scheduler=_repair_schedule(cfg, cfg.settle_steps))
         return [_band_phase(ctx), repair, settle]
 
-    def _relabel_phase(self, ctx: MethodContext) -> Phase:
-        """Task ``relabel``'s forget phase: cross-entropy toward the targets on shuffled forget batches plus
-        ``relabel_forget_kd`` times the repair's distillation on a proxy batch, with the config's SGD, step
-        budget and frozen batch norm. Reaching a random wrong class takes 77-169 steps on the ResNet-20 (the
-        nearest class: 5-15), and without the distillation the model was at 15-49% on D_r by then, too far
-        for the repair to bring back (BENCHMARKS.md 5a')."""
+    def _kd_forget_phase(self, ctx: MethodContext, weight: float) -> Phase:
+        """A forget phase with distillation: cross-entropy toward the fixed targets (relabel: the targets;
+        misclassify: the nearest wrong classes) on shuffled forget batches plus ``weight`` times the repair's
+        distillation on a proxy batch, with the config's SGD, step budget and frozen batch norm
+        (``relabel_forget_kd``, ``forget_kd``). Reaching a random wrong class takes 77-169 steps on the
+        ResNet-20 (the nearest class: 5-15), and without the distillation the model was at 15-49% on D_r by
+        then, too far for the repair to bring back (BENCHMARKS.md 5a')."""
         cfg = ctx.config
+        targets = ctx.extras["forget_targets"]
         fb = cycle_batches(ctx.x_forget.shape[0], cfg.forget_batch_size, ctx.generator)
         proxy, teacher, kd_batch = self._proxy_batches(ctx)
 
@@ -194,9 +198,9 @@ class Repair(UnlearningMethod):
             idx, pidx = next(fb).to(c.device), next(kd_batch)
             xb = proxy[pidx].to(c.device)
             logits = model(torch.cat([c.x_forget[idx], xb]))
-            ce = F.cross_entropy(logits[: idx.shape[0]], c.targets[idx])
+            ce = F.cross_entropy(logits[: idx.shape[0]], targets[idx])
             kd = _distill(logits[idx.shape[0]:], teacher[pidx].to(c.device))
-            return ce + cfg.relabel_forget_kd * kd
+            return ce + weight * kd
 
         return Phase("optimization", "forget", cfg.max_steps, sgd(cfg), loss, bn="freeze")
 
