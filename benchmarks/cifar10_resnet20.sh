@@ -4,7 +4,8 @@
 # (the defaults). Every step resumes where a killed run stopped.
 # Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle oracle_s0 budget_k64 continual continual_nearest
 #        repair_proxy repair_proxy_fast repair_relabel_proxy repair_relabel_free peers_k16 peers_k128 repair_proxy_sgd repair_free repair_free_adam repair_free_cosine repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free repair_continual_free_original unseen_k16 unseen_k64 repair_relabel_proxy_kd
-#        repair_proxy_logit repair_proxy_fast_logit repair_free_fast_logit repair_proxy_large_logit repair_proxy_k128_long repair_free_k128_long repair_free_k128_kd repair_free_logit repair_continual_proxy_logit)
+#        repair_proxy_logit repair_proxy_fast_logit repair_free_fast_logit repair_proxy_large_logit repair_proxy_k128_long repair_free_k128_long repair_free_k128_kd repair_free_logit repair_continual_proxy_logit
+#        repair_continual_free_kd repair_free_kd repair_free_k1_kd repair_relabel_free_kd3)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 # The repair steps committed before 0.4's logit term (repair_logit_weight 10) pass --repair-logit-weight 0, which
@@ -139,6 +140,18 @@ for step in $STEPS; do
     repair_continual_proxy_logit)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --proxy-test-split 5000 \
         --repair-stop-kl 0 --out $OUT/resnet20_repair_continual_proxy_logit --no-progress ;;
+    repair_continual_free_kd)  # the data-free continual chain with distillation during each forget phase (5c)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 \
+        --forget-kd 3 --out $OUT/resnet20_repair_continual_free_kd --no-progress ;;
+    repair_free_kd)  # data-free k = 16 with forget_kd 3 (5b)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 \
+        --forget-kd 3 --out $OUT/resnet20_repair_free_kd --no-progress ;;
+    repair_free_k1_kd)  # data-free k = 1 with forget_kd 3 (5b)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 1 --seeds 0,1,2 \
+        --forget-kd 3 --out $OUT/resnet20_repair_free_k1_kd --no-progress ;;
+    repair_relabel_free_kd3)  # data-free relabel with a stronger forget-phase distillation (5a')
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
+        --relabel-forget-kd 3 --out $OUT/resnet20_repair_relabel_free_kd3 --no-progress ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
