@@ -41,6 +41,7 @@ on proxy data instead of the remaining data.
 """
 from __future__ import annotations
 
+import copy
 from typing import Iterator, Optional
 
 import torch
@@ -154,6 +155,9 @@ class Repair(UnlearningMethod):
             ctx.extras["forget_targets"] = others.argmax(1)       # fixed once, from the original model
         else:
             ctx.extras["forget_targets"] = ctx.targets
+        if ctx.config.repair_augment == "online" and ctx.task != "unseen":
+            # the model before the request, frozen: the teacher of the freshly augmented batches
+            ctx.extras["online_teacher"] = copy.deepcopy(ctx.model).eval().requires_grad_(False)
         proxy = ctx.ingredients["proxy"]
         n = proxy.images.shape[0]
         if proxy.holdout is not None:          # data-free: the held-out synthesised images
@@ -216,19 +220,48 @@ class Repair(UnlearningMethod):
         proxy, teacher, batches = self._proxy_batches(ctx)
         x_keep, y_keep = _constrained_set(ctx)
 
+        online = ctx.extras.get("online_teacher")
+
         def loss(model: nn.Module, c: MethodContext) -> torch.Tensor:
             idx = next(batches)
             xb = proxy[idx].to(c.device)
+            if online is not None:
+                xb = online_augment(xb, c.generator)
+                with torch.no_grad():
+                    target = online(xb)
+            else:
+                target = teacher[idx].to(c.device)
             logits = model(torch.cat([x_keep, xb]))
             keep, student = logits[: x_keep.shape[0]], logits[x_keep.shape[0]:]
-            kd = _distill(student, teacher[idx].to(c.device))
+            kd = _distill(student, target)
             hinge = _violation(keep, y_keep, c, cfg.hinge_margin).mean()
             w = cfg.unseen_logit_weight if c.task == "unseen" else cfg.repair_logit_weight
             if w:
-                kd = kd + w * _logit_gap(student, teacher[idx].to(c.device))
+                kd = kd + w * _logit_gap(student, target)
             return kd + cfg.hinge_weight * hinge
 
         return loss
+
+
+def online_augment(images: torch.Tensor, generator: Optional[torch.Generator], shift: int = 2) -> torch.Tensor:
+    """A fresh variant of a proxy batch (``repair_augment="online"``): every image shifted by up to ``shift``
+    pixels (edge pixels replicated) and flipped with probability 1/2, and the second half of the batch mixed
+    with a random partner from the batch (``lam ~ U(0, 1)``). Drawn from ``generator``, so a seeded run is
+    reproducible. Unlike the fixed copies of :func:`l2ul.proxy_augment.augment_images`, a batch is never seen
+    twice, so the repair cannot fit the teacher on a fixed set of points alone."""
+    n, _, h, w = images.shape
+    dev = images.device
+    offs = torch.randint(0, 2 * shift + 1, (n, 2), generator=generator).tolist()
+    padded = F.pad(images, (shift, shift, shift, shift), mode="replicate")
+    out = torch.stack([padded[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(offs)])
+    flip = (torch.rand(n, generator=generator) < 0.5).to(dev)
+    out = torch.where(flip[:, None, None, None], out.flip(3), out)
+    half = n // 2
+    if half:
+        partner = torch.randint(0, n, (n - half,), generator=generator).to(dev)
+        lam = torch.rand(n - half, 1, 1, 1, generator=generator).to(dev)
+        out = torch.cat([out[:half], lam * out[half:] + (1 - lam) * out[partner]])
+    return out
 
 
 def _violation(logits: torch.Tensor, labels: torch.Tensor, ctx: MethodContext, margin: float) -> torch.Tensor:
