@@ -53,16 +53,24 @@ def augment_images(images: torch.Tensor, n: int, *, shift: int = 2, flip: bool =
     _check_pool(images, "augment_images")
     gen = torch.Generator().manual_seed(int(seed))
     idx = torch.randint(0, images.shape[0], (int(n),), generator=gen)
-    out = images[idx].clone()
+    return shift_flip(images[idx], gen, shift=shift, flip=flip)
+
+
+def shift_flip(images: torch.Tensor, generator: Optional[torch.Generator], *, shift: int = 2,
+               flip: bool = True) -> torch.Tensor:
+    """A copy of ``images`` with each image translated by up to ``shift`` pixels (edge pixels replicated) and
+    flipped horizontally with probability 1/2, drawn from ``generator`` (offsets first, then flips)."""
+    out = images.clone()
+    n = out.shape[0]
     if shift:
         padded = F.pad(out, (shift, shift, shift, shift), mode="replicate")
-        offs = torch.randint(0, 2 * shift + 1, (int(n), 2), generator=gen)
+        offs = torch.randint(0, 2 * shift + 1, (n, 2), generator=generator)
         h, w = out.shape[2:]
-        for k in range(int(n)):
+        for k in range(n):
             dy, dx = int(offs[k, 0]), int(offs[k, 1])
             out[k] = padded[k, :, dy:dy + h, dx:dx + w]
     if flip:
-        f = torch.rand(int(n), generator=gen) < 0.5
+        f = (torch.rand(n, generator=generator) < 0.5).to(out.device)
         out[f] = torch.flip(out[f], dims=(3,))
     return out
 

@@ -249,13 +249,10 @@ def online_augment(images: torch.Tensor, generator: Optional[torch.Generator], s
     with a random partner from the batch (``lam ~ U(0, 1)``). Drawn from ``generator``, so a seeded run is
     reproducible. Unlike the fixed copies of :func:`l2ul.proxy_augment.augment_images`, a batch is never seen
     twice, so the repair cannot fit the teacher on a fixed set of points alone."""
-    n, _, h, w = images.shape
-    dev = images.device
-    offs = torch.randint(0, 2 * shift + 1, (n, 2), generator=generator).tolist()
-    padded = F.pad(images, (shift, shift, shift, shift), mode="replicate")
-    out = torch.stack([padded[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(offs)])
-    flip = (torch.rand(n, generator=generator) < 0.5).to(dev)
-    out = torch.where(flip[:, None, None, None], out.flip(3), out)
+    from ..proxy_augment import shift_flip
+
+    n, dev = images.shape[0], images.device
+    out = shift_flip(images, generator, shift=shift)
     half = n // 2
     if half:
         partner = torch.randint(0, n, (n - half,), generator=generator).to(dev)
