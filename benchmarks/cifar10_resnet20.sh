@@ -10,7 +10,7 @@ set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 # The repair steps committed before 0.4's logit term (repair_logit_weight 10) pass --repair-logit-weight 0, which
 # reproduces them; repair_free_large, repair_continual_free, repair_relabel_*_kd/free and the *_logit steps use
-# the 0.4 defaults. peers_k16/k128 started before it too, so their repair row is the KL-only repair.
+# the 0.4 defaults. peers_k16 started before it too, so its repair row is the KL-only repair.
 # Every repair step that ran before 0.4's small-KL stop (repair_stop_kl 0.005) passes --repair-stop-kl 0, which
 # reproduces it (the rule was off); repair_continual_free is the first run with it on.
 STEPS=${*:-grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest}
@@ -77,9 +77,11 @@ for step in $STEPS; do
                  # fine-tune on the remaining data outside the D_r subset)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair,l2ul,neggrad,random_labels,boundary_shrink,jit,amun,suli,oracle,scrub,salun,bad_teacher \
         --k 16 --seeds 0,1,2 --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_peers_k16 --no-progress ;;
-    peers_k128)
-      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair,l2ul,neggrad,random_labels,boundary_shrink,jit,amun,suli,oracle,scrub,salun,bad_teacher \
-        --k 128 --seeds 0,1,2 --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_peers_k128 --no-progress ;;
+    peers_k128)  # the peers at k = 128. Not rerun, quoted from cells with the same forget sets, D_r subset and oracle
+                 # pool (retain_eval_sha 3c4310d57e3a9e48): l2ul, neggrad and the oracle from grid_k128 (same config),
+                 # repair (0.4 defaults) from repair_free_large and repair_proxy_large_logit; about 4 h of cells saved
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods random_labels,boundary_shrink,jit,amun,suli,salun,bad_teacher,scrub \
+        --k 128 --seeds 0,1,2 --out $OUT/resnet20_peers_k128 --no-progress ;;
     repair_proxy_sgd)  # the same with 0.3's repair defaults (SGD 1e-3, constant)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
         --repair-optimizer sgd --repair-lr 1e-3 --repair-schedule constant --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_proxy --no-progress ;;

@@ -8,8 +8,8 @@ original, from the cache), then runs request 2 (seed 1002) twice: with request 1
 (``keep_forgotten``, as the bench does) and without, and prints D_r on 2,000 remaining training images
 (outside all 8 requests) after the forget phase and at every 25th repair step, with the forget accuracy of
 request 1's instances beside it. ``--variants`` picks the runs: ``keep`` and ``nokeep`` (the two above, the
-default), ``online`` (request 2 as ``keep`` with ``repair_augment="online"``: a fresh augmented copy of every proxy
-batch, distilled toward a frozen copy of request 1's model) and ``r1online`` (request 1 again, with it).
+default). (Session 11's ``online`` and ``r1online`` variants measured the ``repair_augment="online"`` option,
+since deleted for its lack of gain: BENCHMARKS.md 5c, raw ``benchmarks/results/continual_online_probe.md``.)
 
     OMP_NUM_THREADS=1 python benchmarks/continual_repair_probe.py --shared ../shared
 """
@@ -31,7 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", default="../shared")
     ap.add_argument("--every", type=int, default=25)
-    ap.add_argument("--variants", default="keep,nokeep", help="comma-separated: keep, nokeep, online, r1online")
+    ap.add_argument("--variants", default="keep,nokeep", help="comma-separated: keep, nokeep")
     args = ap.parse_args()
     b = load_dataset(f"cifar10-jpeg:{args.shared}/datasets/cifar10_jpeg.npz")
     net = load_model_from(arch="resnet20", weights=f"{args.shared}/datasets/pretrained/cifar10_resnet20-12fca82f.th")
@@ -58,16 +58,12 @@ def main() -> None:
     print(f"| request 1 | {r1.steps} | end ({r1.status}) | {d_r(r1.model):.2f} | {on_label(r1.model, x1, y1)} / 16 | "
           f"{time.perf_counter() - t0:.0f} |", flush=True)
     variants = args.variants.split(",")
-    if "r1online" in variants:
-        t0 = time.perf_counter()
-        r = unlearn(net, x1, y1, config=cfg.replace(seed=1001, repair_augment="online"), ingredients={"proxy": proxy},
-                    progress=False)
-        print(f"| request 1, online augmentation | {r.steps} | end ({r.status}) | {d_r(r.model):.2f} | "
-              f"{on_label(r.model, x1, y1)} / 16 | {time.perf_counter() - t0:.0f} |", flush=True)
-    names = {"keep": "request 1 kept forgotten", "nokeep": "without keep_forgotten",
-             "online": "request 1 kept forgotten, online augmentation"}
-    for variant in [v for v in variants if v in names]:
-        keep, online = variant != "nokeep", variant == "online"
+    names = {"keep": "request 1 kept forgotten", "nokeep": "without keep_forgotten"}
+    unknown = [v for v in variants if v not in names]
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    for variant in variants:
+        keep = variant != "nokeep"
         cur = copy.deepcopy(r1.model)
         name = "request 2, " + names[variant]
         seen = {"forget_end": None}
@@ -85,7 +81,7 @@ def main() -> None:
                   f"{time.perf_counter() - t0:.0f} |", flush=True)
 
         data = {"keep_forgotten": (x1, y1)} if keep else {}
-        r2 = unlearn(cur, x2, y2, config=cfg.replace(seed=1002, repair_augment="online" if online else "fixed"), ingredients={"proxy": proxy}, data=data,
+        r2 = unlearn(cur, x2, y2, config=cfg.replace(seed=1002), ingredients={"proxy": proxy}, data=data,
                      inplace=True, progress=False, callback=trace)
         print(f"| {name} | {r2.steps} | end ({r2.status}) | {d_r(cur):.2f} | {on_label(cur, x1, y1)} / 16 | "
               f"{time.perf_counter() - t0:.0f} |", flush=True)

@@ -250,11 +250,6 @@ class UnlearnConfig:
                               "proxy images during the forget phase too, beside the cross-entropy toward the "
                               "fixed nearest-class targets (0: the targets alone, the default)", minimum=0,
                               since="0.4", hash_omit=0.0, tasks=("misclassify",))
-    repair_augment: str = _field("fixed", "repair", "method repair: the proxy batches of the repair: 'fixed' (the "
-                                 "proxy images, with their teacher outputs computed once) or 'online' (a fresh "
-                                 "shifted/flipped and mixed copy of every batch at every step, distilled toward a "
-                                 "frozen copy of the model before the request: one more forward pass per step)",
-                                 choices=("fixed", "online"), since="0.4", tasks=("misclassify", "relabel"))
     synth_augment: int = _field(4096, "repair", "data-free: shifted/flipped and mixup copies of the synthesised "
                                 "images added to the proxy (half each)", minimum=0, since="0.3")
 

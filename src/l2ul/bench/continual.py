@@ -115,10 +115,6 @@ def _plan(model: nn.Module, bundle: DatasetBundle, cfg0: UnlearnConfig, device: 
     """The requests' forget sets, the D_r subset and oracle pool, and the settings of a continual run."""
     if repair_toward not in REPAIR_TOWARD:
         raise ConfigError(f"repair_toward must be one of {', '.join(REPAIR_TOWARD)}, got {repair_toward!r}")
-    if repair_toward == "original" and cfg0.repair_augment == "online":
-        # the online teacher is a frozen copy of the model before each request, not the original
-        raise ConfigError("repair_augment 'online' distils toward the model before each request; it cannot be "
-                          "combined with repair_toward 'original'")
     sets = continual_forget_sets(bundle.n_train, requests, k, seed)
     retain_eval, oracle_pool = eval_splits(bundle.n_train, sets, retain_eval_size, oracle_pool_size=oracle_pool_size)
     method_objs = {m: get_method(m) for m in methods}

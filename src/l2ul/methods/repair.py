@@ -41,7 +41,6 @@ on proxy data instead of the remaining data.
 """
 from __future__ import annotations
 
-import copy
 from typing import Iterator, Optional
 
 import torch
@@ -155,9 +154,6 @@ class Repair(UnlearningMethod):
             ctx.extras["forget_targets"] = others.argmax(1)       # fixed once, from the original model
         else:
             ctx.extras["forget_targets"] = ctx.targets
-        if ctx.config.repair_augment == "online" and ctx.task != "unseen":
-            # the model before the request, frozen: the teacher of the freshly augmented batches
-            ctx.extras["online_teacher"] = copy.deepcopy(ctx.model).eval().requires_grad_(False)
         proxy = ctx.ingredients["proxy"]
         n = proxy.images.shape[0]
         if proxy.holdout is not None:          # data-free: the held-out synthesised images
@@ -220,17 +216,9 @@ class Repair(UnlearningMethod):
         proxy, teacher, batches = self._proxy_batches(ctx)
         x_keep, y_keep = _constrained_set(ctx)
 
-        online = ctx.extras.get("online_teacher")
-
         def loss(model: nn.Module, c: MethodContext) -> torch.Tensor:
             idx = next(batches)
-            xb = proxy[idx].to(c.device)
-            if online is not None:
-                xb = online_augment(xb, c.generator)
-                with torch.no_grad():
-                    target = online(xb)
-            else:
-                target = teacher[idx].to(c.device)
+            xb, target = proxy[idx].to(c.device), teacher[idx].to(c.device)
             logits = model(torch.cat([x_keep, xb]))
             keep, student = logits[: x_keep.shape[0]], logits[x_keep.shape[0]:]
             kd = _distill(student, target)
@@ -241,24 +229,6 @@ class Repair(UnlearningMethod):
             return kd + cfg.hinge_weight * hinge
 
         return loss
-
-
-def online_augment(images: torch.Tensor, generator: Optional[torch.Generator], shift: int = 2) -> torch.Tensor:
-    """A fresh variant of a proxy batch (``repair_augment="online"``): every image shifted by up to ``shift``
-    pixels (edge pixels replicated) and flipped with probability 1/2, and the second half of the batch mixed
-    with a random partner from the batch (``lam ~ U(0, 1)``). Drawn from ``generator``, so a seeded run is
-    reproducible. Unlike the fixed copies of :func:`l2ul.proxy_augment.augment_images`, a batch is never seen
-    twice, so the repair cannot fit the teacher on a fixed set of points alone."""
-    from ..proxy_augment import shift_flip
-
-    n, dev = images.shape[0], images.device
-    out = shift_flip(images, generator, shift=shift)
-    half = n // 2
-    if half:
-        partner = torch.randint(0, n, (n - half,), generator=generator).to(dev)
-        lam = torch.rand(n - half, 1, 1, 1, generator=generator).to(dev)
-        out = torch.cat([out[:half], lam * out[half:] + (1 - lam) * out[partner]])
-    return out
 
 
 def _violation(logits: torch.Tensor, labels: torch.Tensor, ctx: MethodContext, margin: float) -> torch.Tensor:
