@@ -8,7 +8,8 @@ original, from the cache), then runs request 2 (seed 1002) twice: with request 1
 (``keep_forgotten``, as the bench does) and without, and prints D_r on 2,000 remaining training images
 (outside all 8 requests) after the forget phase and at every 25th repair step, with the forget accuracy of
 request 1's instances beside it. ``--variants`` picks the runs: ``keep`` and ``nokeep`` (the two above, the
-default). (Session 11's ``online`` and ``r1online`` variants measured the ``repair_augment="online"`` option,
+default), and ``fresh2`` (request 2's forget set as a *first* request, on the original model: is the set
+itself harder, or the model that has forgotten request 1 already?). (Session 11's ``online`` and ``r1online`` variants measured the ``repair_augment="online"`` option,
 since deleted for its lack of gain: BENCHMARKS.md 5c, raw ``benchmarks/results/continual_online_probe.md``.)
 
     OMP_NUM_THREADS=1 python benchmarks/continual_repair_probe.py --shared ../shared
@@ -31,7 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", default="../shared")
     ap.add_argument("--every", type=int, default=25)
-    ap.add_argument("--variants", default="keep,nokeep", help="comma-separated: keep, nokeep")
+    ap.add_argument("--variants", default="keep,nokeep", help="comma-separated: keep, nokeep, fresh2")
     args = ap.parse_args()
     b = load_dataset(f"cifar10-jpeg:{args.shared}/datasets/cifar10_jpeg.npz")
     net = load_model_from(arch="resnet20", weights=f"{args.shared}/datasets/pretrained/cifar10_resnet20-12fca82f.th")
@@ -53,18 +54,20 @@ def main() -> None:
     print("| run | step | phase | D_r (2,000) | request 1's instances on their label | s |")
     print("|---|---:|---|---:|---:|---:|")
     print(f"| original | | | {d_r(net):.2f} | {on_label(net, x1, y1)} / 16 | |", flush=True)
-    t0 = time.perf_counter()
-    r1 = unlearn(net, x1, y1, config=cfg.replace(seed=1001), ingredients={"proxy": proxy}, progress=False)
-    print(f"| request 1 | {r1.steps} | end ({r1.status}) | {d_r(r1.model):.2f} | {on_label(r1.model, x1, y1)} / 16 | "
-          f"{time.perf_counter() - t0:.0f} |", flush=True)
     variants = args.variants.split(",")
-    names = {"keep": "request 1 kept forgotten", "nokeep": "without keep_forgotten"}
+    if variants != ["fresh2"]:          # request 1 is not needed for a fresh request 2 alone
+        t0 = time.perf_counter()
+        r1 = unlearn(net, x1, y1, config=cfg.replace(seed=1001), ingredients={"proxy": proxy}, progress=False)
+        print(f"| request 1 | {r1.steps} | end ({r1.status}) | {d_r(r1.model):.2f} | "
+              f"{on_label(r1.model, x1, y1)} / 16 | {time.perf_counter() - t0:.0f} |", flush=True)
+    names = {"keep": "request 1 kept forgotten", "nokeep": "without keep_forgotten",
+             "fresh2": "as a first request, on the original"}
     unknown = [v for v in variants if v not in names]
     if unknown:
         ap.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(names)}")
     for variant in variants:
-        keep = variant != "nokeep"
-        cur = copy.deepcopy(r1.model)
+        keep = variant == "keep"
+        cur = copy.deepcopy(net if variant == "fresh2" else r1.model)
         name = "request 2, " + names[variant]
         seen = {"forget_end": None}
         t0 = time.perf_counter()
