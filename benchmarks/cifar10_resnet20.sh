@@ -5,7 +5,8 @@
 # Usage: bash benchmarks/cifar10_resnet20.sh [SHARED_DIR] [STEP...]   (steps: grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle oracle_s0 budget_k64 continual continual_nearest
 #        repair_proxy repair_proxy_fast repair_relabel_proxy repair_relabel_free peers_k16 peers_k128 repair_proxy_sgd repair_free repair_free_adam repair_free_cosine repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free repair_continual_free_original unseen_k16 unseen_k64 repair_relabel_proxy_kd
 #        repair_proxy_logit repair_proxy_fast_logit repair_free_fast_logit repair_proxy_large_logit repair_proxy_k128_long repair_free_k128_long repair_free_k128_kd repair_free_logit repair_continual_proxy_logit
-#        repair_continual_free_kd repair_free_kd repair_free_k1_kd repair_relabel_free_kd3 repair_free_k128_kd10)
+#        repair_continual_free_kd repair_free_kd repair_free_k1_kd repair_relabel_free_kd3 repair_free_k128_kd10
+#        repair_free_k128_kd10_long)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 # The repair steps committed before 0.4's logit term (repair_logit_weight 10) pass --repair-logit-weight 0, which
@@ -139,6 +140,9 @@ for step in $STEPS; do
     repair_free_k128_kd10)  # the same with forget_kd 10 (probe: D_r 78.65 after the forget phase, against 75.55 with 3)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
         --forget-kd 10 --out $OUT/resnet20_repair_free_k128_kd10 --no-progress ;;
+    repair_free_k128_kd10_long)  # forget_kd 10 with the doubled repair budget (the kd rows spent their 300 steps)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
+        --forget-kd 10 --repair-steps 600 --out $OUT/resnet20_repair_free_k128_kd10_long --no-progress ;;
     repair_free_logit)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 \
         --repair-stop-kl 0 --out $OUT/resnet20_repair_free_logit --no-progress ;;
