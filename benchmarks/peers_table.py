@@ -78,15 +78,16 @@ def main() -> None:
         conv_s = f"{conv}/{len(recs)}" + (f" ({', '.join(statuses)})" if statuses else "")
         bn = pct("forget_score_original_bn_stats")
         t = [r["time_unlearn_call"] for r in recs]
+        auc = [r["loss_auc"] for r in recs if r.get("loss_auc") is not None]   # none where a run diverged
         dtest = _ms(pct("acc_test"))
-        if half_test:
+        if half_test and dtest != "–":
             dtest += f" (other 5,000 test images; original {100 * recs[0]['acc_test_before']:.2f})"
         data = get_method(m).data_needs
         if "unlabeled proxy" in data:         # the repair: which of its two sources this folder ran with
             data = "5,000 unlabeled test images" if half_test else "none"
         print(f"| {label} | {data} | {conv_s} | {_ms(pct('acc_forget'), 1)} | "
-              f"{statistics.fmean(bn):.1f} | {_ms(pct('acc_retain'), seeds=True)} | {dtest} | "
-              f"{statistics.fmean(r['loss_auc'] for r in recs):.3f} | {_ms([r['steps'] for r in recs], 0)} | "
+              f"{f'{statistics.fmean(bn):.1f}' if bn else '–'} | {_ms(pct('acc_retain'), seeds=True)} | {dtest} | "
+              f"{f'{statistics.fmean(auc):.3f}' if auc else '–'} | {_ms([r['steps'] for r in recs], 0)} | "
               f"{min(t):.0f}-{max(t):.0f} | {fname} |")
 
 
