@@ -169,3 +169,35 @@ def test_mixup_augment_mix():
         mix_sources([a, torch.rand(2, 3, 8, 8)], 4)
     with pytest.raises(DataError):
         mixup_images(torch.rand(0, 1, 8, 8), 3)
+
+
+def test_cosine_schedule_is_its_own_cache_entry_and_reaches_the_repair(model, tmp_path, monkeypatch):
+    """``synth_schedule`` (0.4): the default key is unchanged (old caches stay valid), cosine is a new entry,
+    the repair passes the config's schedule to the synthesis, and a bad value is refused."""
+    k_default = synthesis_cache_path(model, 12, cache_dir=tmp_path, **KW)[1]
+    assert synthesis_cache_path(model, 12, cache_dir=tmp_path, **KW, lr_schedule="constant")[1] == k_default
+    assert synthesis_cache_path(model, 12, cache_dir=tmp_path, **KW, lr_schedule="cosine")[1] != k_default
+    const = invert_bn_statistics(model, 20, **KW)
+    cos = invert_bn_statistics(model, 20, **KW, lr_schedule="cosine")
+    assert not torch.equal(const, cos) and float(cos.min()) >= 0 and float(cos.max()) <= 1
+    with pytest.raises(ConfigError, match="synth_schedule"):
+        l2ul.UnlearnConfig(synth_schedule="linear")
+
+    import l2ul.synthesis as syn
+
+    seen = {}
+    real = syn.cached_synthesis
+
+    def spy(*a, **k):
+        seen.update(k)
+        return real(*a, **k)
+
+    monkeypatch.setattr(syn, "cached_synthesis", spy)
+    monkeypatch.setenv("L2UL_CACHE_DIR", str(tmp_path))
+    data = l2ul.load_dataset("digits")
+    xf, yf = data.stack_train(range(4))
+    cfg = l2ul.UnlearnConfig(seed=0, synth_images=40, synth_steps=3, synth_augment=0, repair_steps=2,
+                             synth_schedule="cosine", max_steps=5)
+    l2ul.unlearn(model, xf, yf, method="repair", config=cfg, progress=False)
+    assert seen.get("lr_schedule") == "cosine"
+    assert any(p.name.startswith("deepinversion-") for p in (tmp_path / "synthesis").iterdir())

@@ -230,6 +230,10 @@ class UnlearnConfig:
                                minimum=1, since="0.3")
     synth_steps: int = _field(200, "repair", "data-free: optimisation steps per synthesised batch", minimum=1,
                               since="0.3")
+    synth_schedule: str = _field("constant", "repair", "data-free: learning-rate schedule of the synthesis's Adam "
+                                 "steps on the pixels: constant (lr 0.1 throughout) or cosine (decays to 0 over "
+                                 "synth_steps, as the DeepInversion reference code does)",
+                                 choices=("constant", "cosine"), since="0.4", hash_omit="constant")
     repair_optimizer: str = _field("adam", "repair", "optimiser of the repair phase: adam (the default since 0.4, "
                                    "measured better data-free: BENCHMARKS.md 5b) or sgd (momentum and weight "
                                    "decay of the config; 0.3's default, with repair_lr 1e-3)",

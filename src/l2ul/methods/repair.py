@@ -81,6 +81,7 @@ def proxy_images(ctx: MethodContext) -> _Proxy:
     bar = progress_bar(ctx.progress, cfg.synth_images, "synthesising proxy images (one-time, cached)")
     res = cached_synthesis(ctx.model, cfg.synth_images, image_shape=tuple(ctx.x_forget.shape[1:]),
                            num_classes=ctx.num_classes, steps=cfg.synth_steps, seed=0,
+                           lr_schedule=cfg.synth_schedule,
                            progress=(lambda done, total: bar.update(done - bar.n)) if bar else None)
     if bar:
         bar.close()
