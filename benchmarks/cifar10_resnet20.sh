@@ -6,7 +6,8 @@
 #        repair_proxy repair_proxy_fast repair_relabel_proxy repair_relabel_free peers_k16 peers_k128 repair_proxy_sgd repair_free repair_free_adam repair_free_cosine repair_free_k1 repair_proxy_large repair_free_large repair_continual_proxy repair_continual_free repair_continual_free_original unseen_k16 unseen_k64 repair_relabel_proxy_kd
 #        repair_proxy_logit repair_proxy_fast_logit repair_free_fast_logit repair_proxy_large_logit repair_proxy_k128_long repair_free_k128_long repair_free_k128_kd repair_free_logit repair_continual_proxy_logit
 #        repair_continual_free_kd repair_free_kd repair_free_k1_kd repair_relabel_free_kd3 repair_free_k128_kd10
-#        repair_free_k128_kd10_long repair_free_k128_kd10_long_synth400_cosine)
+#        repair_free_k128_kd10_long repair_free_k128_kd10_long_synth400_cosine repair_free_synth400_cosine
+#        repair_continual_free_synth400_cosine)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 # The repair steps committed before 0.4's logit term (repair_logit_weight 10) pass --repair-logit-weight 0, which
@@ -147,6 +148,12 @@ for step in $STEPS; do
                                                  # cosine schedule (benchmarks/synthesis_probe.py)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 --forget-kd 10 --repair-steps 600 \
         --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_free_k128_kd10_long_synth400_cosine --no-progress ;;
+    repair_free_synth400_cosine)  # repair_free_logit (the 0.4 data-free default row at k = 16) with the better synthesis
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --synth-steps 400 --synth-schedule cosine \
+        --repair-stop-kl 0 --out $OUT/resnet20_repair_free_synth400_cosine --no-progress ;;
+    repair_continual_free_synth400_cosine)  # repair_continual_free with the better synthesis (of the original, cached)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --synth-steps 400 \
+        --synth-schedule cosine --out $OUT/resnet20_repair_continual_free_synth400_cosine --no-progress ;;
     repair_free_logit)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 \
         --repair-stop-kl 0 --out $OUT/resnet20_repair_free_logit --no-progress ;;
