@@ -7,7 +7,9 @@
 #        repair_proxy_logit repair_proxy_fast_logit repair_free_fast_logit repair_proxy_large_logit repair_proxy_k128_long repair_free_k128_long repair_free_k128_kd repair_free_logit repair_continual_proxy_logit
 #        repair_continual_free_kd repair_free_kd repair_free_k1_kd repair_relabel_free_kd3 repair_free_k128_kd10
 #        repair_free_k128_kd10_long repair_free_k128_kd10_long_synth400_cosine repair_free_synth400_cosine
-#        repair_continual_free_synth400_cosine)
+#        repair_continual_free_synth400_cosine repair_relabel_free_synth400_cosine
+#        repair_relabel_free_kd3_synth400_cosine repair_free_long_synth400_cosine
+#        repair_continual_free_long_synth400_cosine)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 # The repair steps committed before 0.4's logit term (repair_logit_weight 10) pass --repair-logit-weight 0, which
@@ -19,6 +21,9 @@ STEPS=${*:-grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual con
 MODEL=(--arch resnet20 --weights "$SHARED/datasets/pretrained/cifar10_resnet20-12fca82f.th")
 DATA=(--dataset "cifar10-jpeg:$SHARED/datasets/cifar10_jpeg.npz")
 OUT=benchmarks/results
+# The data-free steps committed before 0.4.0's synthesis default (400 pixel steps on a cosine schedule) pass
+# the old one, 200 constant steps ($OLD_SYNTH), which reproduces them (their synthesis is a different cache entry).
+OLD_SYNTH=(--synth-steps 200 --synth-schedule constant)
 for step in $STEPS; do
   case $step in
     grid)       # methods x k x 3 seeds
@@ -65,7 +70,7 @@ for step in $STEPS; do
         --repair-steps 100 --repair-lr 3e-4 --repair-stop-kl 0 --out $OUT/resnet20_repair_proxy_fast_logit --no-progress ;;
     repair_free_fast_logit)  # the same 100 steps at 3e-4, data-free (the 1,024 synthesised images, from the cache)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 \
-        --repair-steps 100 --repair-lr 3e-4 --repair-stop-kl 0 --out $OUT/resnet20_repair_free_fast_logit --no-progress ;;
+        --repair-steps 100 --repair-lr 3e-4 --repair-stop-kl 0 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_fast_logit --no-progress ;;
     repair_relabel_proxy)  # the relabel task (random wrong targets), with proxy, k = 16 (forget phase without KD)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
         --relabel-random --relabel-forget-kd 0 --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_relabel_proxy --no-progress ;;
@@ -74,11 +79,11 @@ for step in $STEPS; do
         --relabel-random --repair-stop-kl 0 --out $OUT/resnet20_repair_relabel_proxy_kd --no-progress ;;
     repair_relabel_free)  # the relabel task, data-free, k = 16 (0.4 defaults: relabel_forget_kd 1)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
-        --repair-stop-kl 0 --out $OUT/resnet20_repair_relabel_free --no-progress ;;
+        --repair-stop-kl 0 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_relabel_free --no-progress ;;
     peers_k16)   # issue #14: every method on the same forget sets and D_r subset, k = 16 (oracle-like methods
                  # fine-tune on the remaining data outside the D_r subset)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair,l2ul,neggrad,random_labels,boundary_shrink,jit,amun,suli,oracle,scrub,salun,bad_teacher \
-        --k 16 --seeds 0,1,2 --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_peers_k16 --no-progress ;;
+        --k 16 --seeds 0,1,2 --repair-logit-weight 0 --repair-stop-kl 0 "${OLD_SYNTH[@]}" --out $OUT/resnet20_peers_k16 --no-progress ;;
     peers_k128)  # the peers at k = 128. Not rerun, quoted from cells with the same forget sets, D_r subset and oracle
                  # pool (retain_eval_sha 3c4310d57e3a9e48): l2ul, neggrad and the oracle from grid_k128 (same config),
                  # repair (0.4 defaults) from repair_free_large and repair_proxy_large_logit; about 4 h of cells saved
@@ -90,32 +95,32 @@ for step in $STEPS; do
     repair_free)   # the same, data-free: 512 proxy images synthesised once from the model's BN statistics
                    # (cached per model), plus 4,096 augmented copies
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --synth-images 512 \
-        --repair-optimizer sgd --repair-lr 1e-3 --repair-schedule constant --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_free --no-progress ;;
+        --repair-optimizer sgd --repair-lr 1e-3 --repair-schedule constant --repair-logit-weight 0 --repair-stop-kl 0 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free --no-progress ;;
     repair_free_adam)  # data-free with the repair optimiser the probe found better (Adam 1e-4)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --synth-images 512 \
-        --repair-optimizer adam --repair-lr 1e-4 --repair-schedule constant --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_free_adam --no-progress ;;
+        --repair-optimizer adam --repair-lr 1e-4 --repair-schedule constant --repair-logit-weight 0 --repair-stop-kl 0 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_adam --no-progress ;;
     repair_free_cosine)  # data-free with the 0.4 defaults (Adam 1e-4, cosine; 1,024 synthesised images)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 \
-        --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_free_cosine --no-progress ;;
+        --repair-logit-weight 0 --repair-stop-kl 0 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_cosine --no-progress ;;
     repair_free_k1)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 1 --seeds 0,1,2 \
-        --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_free_k1 --no-progress ;;
+        --repair-logit-weight 0 --repair-stop-kl 0 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_k1 --no-progress ;;
     repair_proxy_large)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 --proxy-test-split 5000 \
         --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_proxy_large --no-progress ;;
     repair_free_large)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 \
-        --repair-stop-kl 0 --out $OUT/resnet20_repair_free_large --no-progress ;;
+        --repair-stop-kl 0 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_large --no-progress ;;
     repair_continual_proxy)  # 8 successive requests of 16, each repaired toward the model before it
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --proxy-test-split 5000 \
         --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_continual_proxy --no-progress ;;
     repair_continual_free)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 \
-        --out $OUT/resnet20_repair_continual_free --no-progress ;;
+        "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_continual_free --no-progress ;;
     repair_continual_free_original)  # the same, each request repaired toward the original model (its outputs on
                                      # the synthesised images, computed once) instead of the model before it
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --repair-toward original \
-        --out $OUT/resnet20_repair_continual_free_original --no-progress ;;
+        "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_continual_free_original --no-progress ;;
     unseen_k16)  # issue #13: the unseen task (as if never seen), 5,000 labeled test images as the reference (and
                  # the proxy); D_test and its loss AUC on the other 5,000
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 --unseen \
@@ -134,16 +139,16 @@ for step in $STEPS; do
         --repair-steps 600 --out $OUT/resnet20_repair_proxy_k128_long --no-progress ;;
     repair_free_k128_long)  # the same doubled budget, data-free (5b'': k = 128 lost 13.8 points with 300 steps)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
-        --repair-steps 600 --out $OUT/resnet20_repair_free_k128_long --no-progress ;;
+        --repair-steps 600 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_k128_long --no-progress ;;
     repair_free_k128_kd)  # data-free k = 128 with distillation during the forget phase (forget_kd 3; 5b'')
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
-        --forget-kd 3 --out $OUT/resnet20_repair_free_k128_kd --no-progress ;;
+        --forget-kd 3 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_k128_kd --no-progress ;;
     repair_free_k128_kd10)  # the same with forget_kd 10 (probe: D_r 78.65 after the forget phase, against 75.55 with 3)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
-        --forget-kd 10 --out $OUT/resnet20_repair_free_k128_kd10 --no-progress ;;
+        --forget-kd 10 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_k128_kd10 --no-progress ;;
     repair_free_k128_kd10_long)  # forget_kd 10 with the doubled repair budget (the kd rows spent their 300 steps)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
-        --forget-kd 10 --repair-steps 600 --out $OUT/resnet20_repair_free_k128_kd10_long --no-progress ;;
+        --forget-kd 10 --repair-steps 600 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_k128_kd10_long --no-progress ;;
     repair_free_k128_kd10_long_synth400_cosine)  # the same with a better synthesis: 400 pixel steps per batch on a
                                                  # cosine schedule (benchmarks/synthesis_probe.py)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 --forget-kd 10 --repair-steps 600 \
@@ -156,22 +161,37 @@ for step in $STEPS; do
         --synth-schedule cosine --out $OUT/resnet20_repair_continual_free_synth400_cosine --no-progress ;;
     repair_free_logit)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 \
-        --repair-stop-kl 0 --out $OUT/resnet20_repair_free_logit --no-progress ;;
+        --repair-stop-kl 0 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_logit --no-progress ;;
     repair_continual_proxy_logit)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --proxy-test-split 5000 \
         --repair-stop-kl 0 --out $OUT/resnet20_repair_continual_proxy_logit --no-progress ;;
     repair_continual_free_kd)  # the data-free continual chain with distillation during each forget phase (5c)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 \
-        --forget-kd 3 --out $OUT/resnet20_repair_continual_free_kd --no-progress ;;
+        --forget-kd 3 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_continual_free_kd --no-progress ;;
     repair_free_kd)  # data-free k = 16 with forget_kd 3 (5b)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 \
-        --forget-kd 3 --out $OUT/resnet20_repair_free_kd --no-progress ;;
+        --forget-kd 3 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_kd --no-progress ;;
     repair_free_k1_kd)  # data-free k = 1 with forget_kd 3 (5b)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 1 --seeds 0,1,2 \
         --forget-kd 3 --out $OUT/resnet20_repair_free_k1_kd --no-progress ;;
     repair_relabel_free_kd3)  # data-free relabel with a stronger forget-phase distillation (5a')
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
-        --relabel-forget-kd 3 --out $OUT/resnet20_repair_relabel_free_kd3 --no-progress ;;
+        --relabel-forget-kd 3 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_relabel_free_kd3 --no-progress ;;
+    repair_relabel_free_synth400_cosine)  # repair_relabel_free with 0.4.0's defaults (the better synthesis,
+                                          # relabel_forget_kd 1, the small-KL stop on)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
+        --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_relabel_free_synth400_cosine --no-progress ;;
+    repair_relabel_free_kd3_synth400_cosine)  # repair_relabel_free_kd3 with the better synthesis
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
+        --relabel-forget-kd 3 --synth-steps 400 --synth-schedule cosine \
+        --out $OUT/resnet20_repair_relabel_free_kd3_synth400_cosine --no-progress ;;
+    repair_free_long_synth400_cosine)  # repair_free_synth400_cosine with the repair budget doubled (its 300
+                                       # steps were spent in 2 of 3 cells)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --repair-steps 600 \
+        --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_free_long_synth400_cosine --no-progress ;;
+    repair_continual_free_long_synth400_cosine)  # the data-free chain with the better synthesis and 600 repair steps
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --repair-steps 600 \
+        --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_continual_free_long_synth400_cosine --no-progress ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

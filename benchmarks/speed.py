@@ -97,7 +97,7 @@ def _prepare(args) -> dict:
     cfg = UnlearnConfig()
     t0 = time.perf_counter()
     res = cached_synthesis(model, cfg.synth_images, image_shape=(3, 32, 32), num_classes=10, steps=cfg.synth_steps,
-                           seed=0)
+                           seed=0, lr_schedule=cfg.synth_schedule)
     return {"model": args.model, "method": "prepare", "k": 0, "seed": 0, "cache": "synthesis",
             "wall": time.perf_counter() - t0, "synthesis_seconds": res.seconds, "from_cache": res.from_cache,
             "synth_images": cfg.synth_images}

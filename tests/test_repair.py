@@ -158,6 +158,9 @@ def test_repair_learning_rate_decays_to_zero_over_its_budget(setup, proxy_run, m
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
+OLD_SYNTH = dict(synth_steps=200, synth_schedule="constant")     # the synthesis before 0.4.0 (bench: $OLD_SYNTH)
+
+
 @pytest.mark.parametrize("folder, methods, config", [
     ("resnet20_grid", ["neggrad", "adv", "l2ul", "oracle"], {}),           # a paper folder: no repair fields
     ("resnet20_repair_proxy", ["repair"],                                  # 0.3's defaults, now explicit
@@ -165,21 +168,41 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
           repair_stop_kl=0.0)),
     ("resnet20_repair_free_adam", ["repair"],
      dict(repair_optimizer="adam", repair_lr=1e-4, repair_schedule="constant", synth_images=512,
-          repair_logit_weight=0.0, repair_stop_kl=0.0)),
+          repair_logit_weight=0.0, repair_stop_kl=0.0, **OLD_SYNTH)),
     ("resnet20_repair_proxy_cosine", ["repair"], dict(repair_logit_weight=0.0, repair_stop_kl=0.0)),  # no logit term
     ("resnet20_repair_proxy_logit", ["repair"], dict(repair_stop_kl=0.0)),      # before the small-KL stop
+    ("resnet20_repair_free_logit", ["repair"], dict(repair_stop_kl=0.0, **OLD_SYNTH)),
 ])
 def test_committed_bench_folders_keep_their_settings_after_the_repair_defaults_changed(folder, methods, config):
-    """0.4 changed the repair defaults (Adam 1e-4, cosine, the logit term, the small-KL stop): the committed
-    folders' hashed configs are still produced by the settings that made them, and the new defaults never
-    resume an older repair folder."""
+    """0.4 changed the repair defaults (Adam 1e-4, cosine, the logit term, the small-KL stop, the synthesis):
+    the committed folders' hashed configs are still produced by the settings that made them, and the new
+    defaults never resume an older repair folder."""
     from l2ul.bench.store import _hashed_config, _legacy_hashed
 
-    stored = json.loads((RESULTS / folder / "settings.json").read_text())["hashed"]["config"]
-    now = _hashed_config(UnlearnConfig(**config), methods)
+    hashed = json.loads((RESULTS / folder / "settings.json").read_text())["hashed"]
+    stored, proxy = hashed["config"], "proxy_test_split" in hashed
+    now = _hashed_config(UnlearnConfig(**config), methods, proxy=proxy)
     assert stored in (now, _legacy_hashed({"config": now})["config"])
     if methods == ["repair"]:
-        assert _hashed_config(UnlearnConfig(), methods) != stored
+        assert _hashed_config(UnlearnConfig(), methods, proxy=proxy) != stored
+
+
+def test_the_synthesis_default_change_leaves_proxy_folders_and_pinned_data_free_folders_resuming():
+    """0.4.0's synthesis default (400 cosine pixel steps, was 200 constant) is a new data-free folder; a
+    data-free folder of the old synthesis is reproduced by $OLD_SYNTH; a folder with a proxy split, where
+    nothing is synthesised, hashes no synth_* field, so the change leaves it resuming with the defaults."""
+    from l2ul.bench.store import _hashed_config
+
+    free = json.loads((RESULTS / "resnet20_repair_free_synth400_cosine" / "settings.json").read_text())["hashed"]
+    assert "proxy_test_split" not in free
+    cfg = dict(repair_stop_kl=0.0)
+    assert _hashed_config(UnlearnConfig(**cfg), ["repair"]) == free["config"]          # now the default
+    assert _hashed_config(UnlearnConfig(**cfg, **OLD_SYNTH), ["repair"]) != free["config"]
+    assert UnlearnConfig().synth_steps == 400 and UnlearnConfig().synth_schedule == "cosine"
+    proxy = json.loads((RESULTS / "resnet20_repair_proxy_logit" / "settings.json").read_text())["hashed"]
+    for synth in ({}, OLD_SYNTH, dict(synth_steps=7, synth_images=3)):
+        hashed = _hashed_config(UnlearnConfig(**cfg, **synth), ["repair"], proxy=True)
+        assert hashed == proxy["config"] and not any(k.startswith("synth_") for k in hashed)
 
 
 def test_the_committed_relabel_folder_keeps_its_settings_and_the_new_relabel_default_does_not_resume_it():
@@ -191,8 +214,8 @@ def test_the_committed_relabel_folder_keeps_its_settings_and_the_new_relabel_def
     stored = json.loads((RESULTS / "resnet20_repair_relabel_proxy" / "settings.json").read_text())["hashed"]
     assert stored["task"] == "relabel"
     old = UnlearnConfig(relabel_forget_kd=0.0, repair_logit_weight=0.0, repair_stop_kl=0.0)
-    assert _hashed_config(old, ["repair"], "relabel") == stored["config"]
-    assert _hashed_config(UnlearnConfig(), ["repair"], "relabel") != stored["config"]
+    assert _hashed_config(old, ["repair"], "relabel", proxy=True) == stored["config"]
+    assert _hashed_config(UnlearnConfig(), ["repair"], "relabel", proxy=True) != stored["config"]
     assert "relabel_forget_kd" not in _hashed_config(UnlearnConfig(relabel_forget_kd=0.5), ["repair"])
     # the unseen task has its own logit weight: its folders never hash repair_logit_weight
     assert "repair_logit_weight" not in _hashed_config(UnlearnConfig(), ["repair"], "unseen")

@@ -228,11 +228,12 @@ class UnlearnConfig:
                                 minimum=0, since="0.3")
     synth_images: int = _field(1024, "repair", "data-free: images synthesised from the model's BN statistics",
                                minimum=1, since="0.3")
-    synth_steps: int = _field(200, "repair", "data-free: optimisation steps per synthesised batch", minimum=1,
-                              since="0.3")
-    synth_schedule: str = _field("constant", "repair", "data-free: learning-rate schedule of the synthesis's Adam "
-                                 "steps on the pixels: constant (lr 0.1 throughout) or cosine (decays to 0 over "
-                                 "synth_steps, as the DeepInversion reference code does)",
+    synth_steps: int = _field(400, "repair", "data-free: optimisation steps per synthesised batch (400 since "
+                              "0.4, with the cosine synth_schedule: BENCHMARKS.md 5b/5d; 0.3: 200)", minimum=1,
+                              since="0.3", hash_omit=200)
+    synth_schedule: str = _field("cosine", "repair", "data-free: learning-rate schedule of the synthesis's Adam "
+                                 "steps on the pixels: cosine (decays to 0 over synth_steps, as the DeepInversion "
+                                 "reference code does; the default since 0.4) or constant (lr 0.1 throughout, 0.3's)",
                                  choices=("constant", "cosine"), since="0.4", hash_omit="constant")
     repair_optimizer: str = _field("adam", "repair", "optimiser of the repair phase: adam (the default since 0.4, "
                                    "measured better data-free: BENCHMARKS.md 5b) or sgd (momentum and weight "

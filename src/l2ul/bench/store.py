@@ -36,6 +36,8 @@ _UNHASHED_CONFIG = ("seed", "device")
 #: behaviour from before it existed. A folder whose settings predate such a field resumes when the run uses
 #: that value (its records are the same computation), and keeps its original settings hash.
 _LEGACY_CONFIG_DEFAULTS = {"forget_loss": "ascent"}
+#: the data-free synthesis's fields (read only when a method synthesises its proxy)
+_SYNTH_PREFIX = "synth_"
 
 
 # ----------------------------------------------------------------------------------------------- settings
@@ -56,13 +58,16 @@ def settings_hash(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _hashed_config(config: UnlearnConfig, methods: List[str], task: str = "misclassify") -> Dict[str, Any]:
+def _hashed_config(config: UnlearnConfig, methods: List[str], task: str = "misclassify",
+                   proxy: bool = False) -> Dict[str, Any]:
     # fields added after 0.2 enter the hash only when set, so folders written by 0.2 keep resuming; the
     # fields of a method-specific group (METHOD_GROUPS) only when one of the folder's methods reads them, and
-    # a field that only some tasks read only for those
+    # a field that only some tasks read only for those. With a proxy split no method synthesises, so the
+    # synth_* fields (whose defaults changed in 0.4) do not enter the hash of such a folder.
     read = {g for m in methods for g in get_method(m).config_groups}
-    return config.hashed_dict(exclude=_UNHASHED_CONFIG, drop_groups=[g for g in METHOD_GROUPS if g not in read],
-                              task=task)
+    hashed = config.hashed_dict(exclude=_UNHASHED_CONFIG, drop_groups=[g for g in METHOD_GROUPS if g not in read],
+                                task=task)
+    return {k: v for k, v in hashed.items() if not (proxy and k.startswith(_SYNTH_PREFIX))}
 
 
 def _legacy_hashed(hashed: Mapping[str, Any]) -> Dict[str, Any]:
@@ -91,7 +96,8 @@ def common_settings(model: nn.Module, bundle: DatasetBundle, config: UnlearnConf
         "model": _model_desc(model),
         "dataset": {"name": bundle.name, "n_train": bundle.n_train, "n_test": bundle.n_test,
                     "num_classes": bundle.num_classes},
-        "config": _hashed_config(config, methods, extra_hashed.get("task", "misclassify")),
+        "config": _hashed_config(config, methods, extra_hashed.get("task", "misclassify"),
+                                 proxy="proxy_test_split" in extra_hashed),
         "retain_eval_size_requested": retain_eval_size,
         "retain_eval_seed": RETAIN_EVAL_SEED,
         "retain_eval_sha": index_hash(retain_eval),

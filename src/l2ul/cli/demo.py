@@ -95,7 +95,7 @@ def _run_demo(args) -> int:
     # digits (about 35% instead of about 75-80% over seeds 0-3; neggrad: 10-35%).
     paper_cfg = UnlearnConfig(pgd_eps=0.5, pgd_steps=50, adv_batch_size=64, forget_batch_size=8, seed=args.seed)
     # the default method runs with the CLI's default config (what `l2ul unlearn` does), data-free: its proxy
-    # images are synthesised from the model once (about 30 s here) and cached under --out-dir
+    # images are synthesised from the model once (about 40 s here) and cached under --out-dir
     configs = {"repair": UnlearnConfig(seed=args.seed), "neggrad": paper_cfg, "l2ul": paper_cfg}
     rows, paths = [], {}
     report = {"forget_ids": ids, "config": {m: c.to_dict() for m, c in configs.items()}, "results": {}}
