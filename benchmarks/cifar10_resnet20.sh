@@ -9,7 +9,7 @@
 #        repair_free_k128_kd10_long repair_free_k128_kd10_long_synth400_cosine repair_free_synth400_cosine
 #        repair_continual_free_synth400_cosine repair_relabel_free_synth400_cosine
 #        repair_relabel_free_kd3_synth400_cosine repair_free_long_synth400_cosine
-#        repair_continual_free_long_synth400_cosine)
+#        repair_continual_free_long_synth400_cosine repair_continual_free_original_synth400_cosine)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 # The repair steps committed before 0.4's logit term (repair_logit_weight 10) pass --repair-logit-weight 0, which
@@ -192,6 +192,9 @@ for step in $STEPS; do
     repair_continual_free_long_synth400_cosine)  # the data-free chain with the better synthesis and 600 repair steps
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --repair-steps 600 \
         --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_continual_free_long_synth400_cosine --no-progress ;;
+    repair_continual_free_original_synth400_cosine)  # repair_continual_free_original with the better synthesis
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --repair-toward original \
+        --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_continual_free_original_synth400_cosine --no-progress ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
