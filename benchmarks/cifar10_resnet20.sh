@@ -9,7 +9,8 @@
 #        repair_free_k128_kd10_long repair_free_k128_kd10_long_synth400_cosine repair_free_synth400_cosine
 #        repair_continual_free_synth400_cosine repair_relabel_free_synth400_cosine
 #        repair_relabel_free_kd3_synth400_cosine repair_free_long_synth400_cosine
-#        repair_continual_free_long_synth400_cosine repair_continual_free_original_synth400_cosine)
+#        repair_continual_free_long_synth400_cosine repair_continual_free_original_synth400_cosine
+#        repair_relabel_proxy_kd3 repair_free_k128_synth400_cosine)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 # The repair steps committed before 0.4's logit term (repair_logit_weight 10) pass --repair-logit-weight 0, which
@@ -76,10 +77,10 @@ for step in $STEPS; do
         --relabel-random --relabel-forget-kd 0 --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_relabel_proxy --no-progress ;;
     repair_relabel_proxy_kd)  # the same with 0.4's relabel_forget_kd 1 (distillation during the forget phase too)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
-        --relabel-random --repair-stop-kl 0 --out $OUT/resnet20_repair_relabel_proxy_kd --no-progress ;;
+        --relabel-random --repair-stop-kl 0 --relabel-forget-kd 1 --out $OUT/resnet20_repair_relabel_proxy_kd --no-progress ;;
     repair_relabel_free)  # the relabel task, data-free, k = 16 (0.4 defaults: relabel_forget_kd 1)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
-        --repair-stop-kl 0 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_relabel_free --no-progress ;;
+        --repair-stop-kl 0 "${OLD_SYNTH[@]}" --relabel-forget-kd 1 --out $OUT/resnet20_repair_relabel_free --no-progress ;;
     peers_k16)   # issue #14: every method on the same forget sets and D_r subset, k = 16 (oracle-like methods
                  # fine-tune on the remaining data outside the D_r subset)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair,l2ul,neggrad,random_labels,boundary_shrink,jit,amun,suli,oracle,scrub,salun,bad_teacher \
@@ -180,7 +181,7 @@ for step in $STEPS; do
     repair_relabel_free_synth400_cosine)  # repair_relabel_free with 0.4.0's defaults (the better synthesis,
                                           # relabel_forget_kd 1, the small-KL stop on)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
-        --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_relabel_free_synth400_cosine --no-progress ;;
+        --synth-steps 400 --synth-schedule cosine --relabel-forget-kd 1 --out $OUT/resnet20_repair_relabel_free_synth400_cosine --no-progress ;;
     repair_relabel_free_kd3_synth400_cosine)  # repair_relabel_free_kd3 with the better synthesis
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
         --relabel-forget-kd 3 --synth-steps 400 --synth-schedule cosine \
@@ -195,6 +196,12 @@ for step in $STEPS; do
     repair_continual_free_original_synth400_cosine)  # repair_continual_free_original with the better synthesis
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --repair-toward original \
         --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_continual_free_original_synth400_cosine --no-progress ;;
+    repair_relabel_proxy_kd3)  # repair_relabel_proxy_kd with relabel_forget_kd 3 (data-free, 3 beats 1: 5a')
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
+        --relabel-random --relabel-forget-kd 3 --repair-stop-kl 0 --out $OUT/resnet20_repair_relabel_proxy_kd3 --no-progress ;;
+    repair_free_k128_synth400_cosine)  # data-free k = 128 with the 0.4.0 defaults alone (the better synthesis)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
+        --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_free_k128_synth400_cosine --no-progress ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -26,10 +26,10 @@ for step in $STEPS; do
         --repair-stop-kl 0 "${OLD_SYNTH[@]}" --out $OUT/resnet32_repair_free --no-progress ;;
     repair_relabel_proxy)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
-        --relabel-random --out $OUT/resnet32_repair_relabel_proxy --no-progress ;;
+        --relabel-random --relabel-forget-kd 1 --out $OUT/resnet32_repair_relabel_proxy --no-progress ;;
     repair_relabel_free)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
-        "${OLD_SYNTH[@]}" --out $OUT/resnet32_repair_relabel_free --no-progress ;;
+        "${OLD_SYNTH[@]}" --relabel-forget-kd 1 --out $OUT/resnet32_repair_relabel_free --no-progress ;;
     repair_free_kd)  # data-free with distillation during the forget phase (forget_kd 3)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --forget-kd 3 \
         "${OLD_SYNTH[@]}" --out $OUT/resnet32_repair_free_kd --no-progress ;;
@@ -39,7 +39,7 @@ for step in $STEPS; do
         --synth-schedule cosine --repair-stop-kl 0 --out $OUT/resnet32_repair_free_synth400_cosine --no-progress ;;
     repair_relabel_free_synth400_cosine)  # repair_relabel_free with 0.4.0's default synthesis (400 cosine steps)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
-        --synth-steps 400 --synth-schedule cosine --out $OUT/resnet32_repair_relabel_free_synth400_cosine --no-progress ;;
+        --synth-steps 400 --synth-schedule cosine --relabel-forget-kd 1 --out $OUT/resnet32_repair_relabel_free_synth400_cosine --no-progress ;;
     repair_relabel_free_kd3_synth400_cosine)  # the same with relabel_forget_kd 3
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
         --relabel-forget-kd 3 --synth-steps 400 --synth-schedule cosine \

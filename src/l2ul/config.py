@@ -247,9 +247,10 @@ class UnlearnConfig:
                                         "repair (keeps the confidence scale a KL at temperature 1 ignores; 0: "
                                         "the KL alone, before 0.4; task unseen: unseen_logit_weight)", minimum=0,
                                         since="0.4", hash_omit=0.0, tasks=("misclassify", "relabel"))
-    relabel_forget_kd: float = _field(1.0, "repair", "task relabel, method repair: weight of the "
-                                      "distillation on proxy images during the forget phase too (0: the forget "
-                                      "phase descends toward the targets alone, 0.3's behaviour)", minimum=0,
+    relabel_forget_kd: float = _field(3.0, "repair", "task relabel, method repair: weight of the "
+                                      "distillation on proxy images during the forget phase too (3 since 0.4.0, "
+                                      "measured better than 1 with and without proxy data: BENCHMARKS.md 5a'; "
+                                      "0: the forget phase descends toward the targets alone, 0.3's behaviour)", minimum=0,
                                       since="0.4", hash_omit=0.0, tasks=("relabel",))
     forget_kd: float = _field(0.0, "repair", "task misclassify, method repair: weight of the distillation on "
                               "proxy images during the forget phase too, beside the cross-entropy toward the "
