@@ -10,7 +10,7 @@
 #        repair_continual_free_synth400_cosine repair_relabel_free_synth400_cosine
 #        repair_relabel_free_kd3_synth400_cosine repair_free_long_synth400_cosine
 #        repair_continual_free_long_synth400_cosine repair_continual_free_original_synth400_cosine
-#        repair_relabel_proxy_kd3 repair_free_k128_synth400_cosine)
+#        repair_relabel_proxy_kd3 repair_free_k128_synth400_cosine repair_free_k64_synth400_cosine)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 # The repair steps committed before 0.4's logit term (repair_logit_weight 10) pass --repair-logit-weight 0, which
@@ -202,6 +202,9 @@ for step in $STEPS; do
     repair_free_k128_synth400_cosine)  # data-free k = 128 with the 0.4.0 defaults alone (the better synthesis)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
         --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_free_k128_synth400_cosine --no-progress ;;
+    repair_free_k64_synth400_cosine)  # data-free k = 64 with the 0.4.0 defaults
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64 --seeds 0,1,2 \
+        --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_free_k64_synth400_cosine --no-progress ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -6,7 +6,7 @@
 # reproduces them (the rule off); the relabel steps run with it.
 # Usage: bash benchmarks/cifar10_resnet32.sh [SHARED_DIR] [STEP...]   (steps: repair_proxy repair_free
 #        repair_relabel_proxy repair_relabel_free repair_free_kd repair_free_synth400_cosine
-#        repair_relabel_free_synth400_cosine repair_relabel_free_kd3_synth400_cosine)
+#        repair_relabel_free_synth400_cosine repair_relabel_free_kd3_synth400_cosine repair_relabel_free_long)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 STEPS=${*:-repair_proxy repair_free repair_relabel_proxy repair_relabel_free}
@@ -44,6 +44,9 @@ for step in $STEPS; do
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random \
         --relabel-forget-kd 3 --synth-steps 400 --synth-schedule cosine \
         --out $OUT/resnet32_repair_relabel_free_kd3_synth400_cosine --no-progress ;;
+    repair_relabel_free_long)  # relabel data-free with the 0.4.0 defaults and a doubled repair budget
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --relabel-random --relabel-forget-kd 3 \
+        --synth-steps 400 --synth-schedule cosine --repair-steps 600 --out $OUT/resnet32_repair_relabel_free_long --no-progress ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
