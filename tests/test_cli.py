@@ -324,10 +324,9 @@ def test_unlearn_writes_its_audit_page_beside_the_report(capsys, base, tmp_path)
     assert all("loss_percentile" in row for row in report["per_instance"])
 
 
-def test_successive_requests_keep_the_earlier_ones_forgotten(capsys, base, tmp_path):
-    """Two requests from the command line: the second, on the first's output model, names the first's ids with
-    --keep-forgotten. Its report lists them and counts none back on their label, its D_r leaves them out,
-    and the final model predicts none of the five as its label. Methods that cannot keep them refuse."""
+def _first_repair_request(capsys, base, tmp_path):
+    """The first of two requests: forget 3, 17 and 42 from ``base`` with a 200-image proxy; returns the proxy
+    file and the output model."""
     from _digits import digits_setup
 
     xte = digits_setup()[3]
@@ -337,6 +336,14 @@ def test_successive_requests_keep_the_earlier_ones_forgotten(capsys, base, tmp_p
     rc, _, stderr, _ = unlearn(capsys, base, first, "--forget-ids", "3,17,42", "--proxy-data", f"npz:{proxy}",
                                method="repair")
     assert rc == 0, stderr
+    return proxy, first
+
+
+def test_successive_requests_keep_the_earlier_ones_forgotten(capsys, base, tmp_path):
+    """Two requests from the command line: the second, on the first's output model, names the first's ids with
+    --keep-forgotten. Its report lists them and counts none back on their label, its D_r leaves them out,
+    and the final model predicts none of the five as its label. Methods that cannot keep them refuse."""
+    proxy, first = _first_repair_request(capsys, base, tmp_path)
     ids = tmp_path / "earlier.txt"
     ids.write_text("3\n17\n42\n")
     second = tmp_path / "second.safetensors"
@@ -359,3 +366,34 @@ def test_successive_requests_keep_the_earlier_ones_forgotten(capsys, base, tmp_p
     rc, _, stderr, _ = unlearn(capsys, first, tmp_path / "x.safetensors", "--forget-ids", "5,6",
                                "--keep-forgotten", "3,17,42", method="neggrad")
     assert rc != 0 and "cannot keep earlier requests' instances forgotten" in stderr
+
+
+def test_a_later_request_can_repair_toward_the_original_model(capsys, base, tmp_path, monkeypatch):
+    """--repair-toward FILE: the second request's proxy and teacher outputs are prepared from the named model
+    (the original), not from the model being unlearned; the report names it by its state hash, the earlier
+    instances stay forgotten, and a method without a teacher refuses the option."""
+    import l2ul.engine as engine
+    from l2ul.bench.store import model_fingerprint
+    from l2ul.models.io import load_model
+
+    proxy, first = _first_repair_request(capsys, base, tmp_path)
+    seen = []
+    real = engine.prepare_ingredients
+
+    def spy(model, *a, **k):
+        seen.append((model_fingerprint(model), tuple(a[2])))
+        return real(model, *a, **k)
+
+    monkeypatch.setattr(engine, "prepare_ingredients", spy)
+    second = tmp_path / "second.safetensors"
+    rc, _, stderr, report = unlearn(capsys, first, second, "--forget-ids", "5,6", "--proxy-data", f"npz:{proxy}",
+                                    "--keep-forgotten", "3,17,42", "--repair-toward", base, method="repair")
+    assert rc == 0, stderr
+    original_sha = model_fingerprint(load_model(base))
+    assert seen == [(original_sha, ("proxy", "teacher"))]
+    assert original_sha != model_fingerprint(load_model(first))
+    assert report["request"]["extra"]["repair_toward"]["state_sha256"] == original_sha
+    assert report["kept_forgotten"] == {"n": 3, "back_on_label": 0} and report["verdict"] == "holds"
+    rc, _, stderr, _ = unlearn(capsys, first, tmp_path / "x.safetensors", "--forget-ids", "5,6",
+                               "--repair-toward", base, method="neggrad")
+    assert rc == 2 and "distils toward no teacher" in stderr

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from torch import nn
 
+from . import request_data as _request_data
 from .config import UnlearnConfig
 from .errors import L2ULError
 from .inputs import (  # noqa: F401  (re-exported: the checks of every input, before any work)
@@ -111,6 +112,8 @@ class PreparedRequest:
     inplace: bool = False                  # unlearn the given model itself (l2ul bench's continual requests)
     dataset_spec: Optional[str] = None     # what the report names as the dataset (default: the bundle's name)
     reference: Any = None                  # task unseen: labeled held-out (images, labels), see l2ul.unseen
+    teacher: Any = None                    # repair toward this model (nn.Module) instead of the one given: the
+                                           # proxy and teacher ingredients are prepared from it when not given
 
 
 def versions() -> Dict[str, str]:
@@ -243,7 +246,8 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
                 overwrite: bool = False, keep_unconverged: bool = False, retain_eval_size: int = 10000,
                 progress: Optional[bool] = None, log: Optional[Log] = None, argv: Optional[Sequence[str]] = None,
                 cache: Optional[bool] = None, prepared: Optional[PreparedRequest] = None,
-                keep_forgotten: Optional[str] = None) -> RequestOutcome:
+                keep_forgotten: Optional[str] = None,
+                repair_toward: Union[str, Path, nn.Module, None] = None) -> RequestOutcome:
     """Honour one deletion request end to end and publish the unlearned model with its audit report.
 
     ``model``: an l2ul model file (or an ``nn.Module`` already loaded), or ``arch`` + ``weights`` for a foreign
@@ -262,7 +266,8 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     ``forget_random``, ``relabel_to`` and ``proxy``. ``keep_forgotten``: the training instances of earlier
     requests on this model (ids as for ``forget_ids``), which a method that takes them (``repair``) keeps off
     their label; the engine checks them, the report counts those back on their label (the verdict is then
-    ``does_not_hold``), and D_r is measured without them.
+    ``does_not_hold``), and D_r is measured without them. ``repair_toward``: an l2ul model file (or an
+    ``nn.Module``; :func:`~l2ul.request_data.repair_toward_model`) whose outputs the repair distils toward.
 
     Before any work it raises a one-line :class:`~l2ul.errors.L2ULError` for a bad setting (seed, device,
     ``retain_eval_size``), a damaged or unusable input (:func:`check_inputs`), an output that is an input,
@@ -278,7 +283,7 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     config = (config or UnlearnConfig()).replace(seed=seed)
     check_device_available(config.device)
     _check_retain_eval_size(retain_eval_size)
-    inputs = [str(p) for p in (model, weights) if isinstance(p, (str, os.PathLike))]
+    inputs = [str(p) for p in (model, weights, repair_toward) if isinstance(p, (str, os.PathLike))]
     if prepared is not None and not isinstance(model, nn.Module):
         from .errors import ConfigError
 
@@ -287,10 +292,12 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
         from .errors import ConfigError
 
         raise ConfigError("give keep_forgotten in the prepared request's data, not beside it", field="keep_forgotten")
-    every_input = run_inputs(model=model, weights=weights, dataset=dataset, forget_ids=forget_ids,
+    _request_data.check_repair_toward(method, repair_toward, prepared)
+    original = repair_toward if isinstance(repair_toward, (str, os.PathLike)) else None
+    every_input = run_inputs(model=model, weights=weights, original=original, dataset=dataset, forget_ids=forget_ids,
                              relabel_to=relabel_to, proxy=proxy, reference=reference, keep_forgotten=keep_forgotten)
-    check_inputs(model=model, weights=weights, dataset=dataset, forget_ids=forget_ids, relabel_to=relabel_to,
-                 proxy=proxy, reference=reference, keep_forgotten=keep_forgotten)
+    check_inputs(model=model, weights=weights, original=original, dataset=dataset, forget_ids=forget_ids,
+                 relabel_to=relabel_to, proxy=proxy, reference=reference, keep_forgotten=keep_forgotten)
     if reference is not None and "unseen" not in _method_obj(method).tasks:
         from .errors import ConfigError
 
@@ -299,7 +306,7 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
     load = dict(model=model, arch=arch, weights=weights, num_classes=num_classes, dataset=dataset, data_dir=data_dir,
                 download=download, forget_ids=forget_ids, forget_random=forget_random, relabel_to=relabel_to,
                 seed=seed, method=method, proxy=proxy, allow_training_proxy=allow_training_proxy, reference=reference,
-                keep_forgotten=keep_forgotten)
+                keep_forgotten=keep_forgotten, repair_toward=repair_toward)
     with claim_outputs(out, report, overwrite=overwrite, inputs=every_input, log=log) as (out, report_path):
         return _run_claimed(
             out=out, report_path=report_path, inputs=inputs, seed=seed, method=method,
@@ -309,7 +316,7 @@ def run_request(*, out: Union[str, Path], model: Union[str, Path, nn.Module, Non
 
 def _load(*, model, arch, weights, num_classes, dataset, data_dir, download, forget_ids, forget_random,
           relabel_to, seed, method, proxy, allow_training_proxy, reference,
-          keep_forgotten=None) -> Tuple[PreparedRequest, nn.Module]:
+          keep_forgotten=None, repair_toward=None) -> Tuple[PreparedRequest, nn.Module]:
     """Load and check what :func:`run_request` names: the dataset, the model, the request, the method's data."""
     from .data import load_dataset
     from .loading import adopt_class_names, check_fit, load_model_from
@@ -342,7 +349,9 @@ def _load(*, model, arch, weights, num_classes, dataset, data_dir, download, for
                              class_names=bundle.class_names)
         check_reference_not_training(ref, bundle)
         request.extra["reference"] = describe_reference(reference, ref)
-    return PreparedRequest(bundle=bundle, request=request, data=data, dataset_spec=dataset, reference=ref), net
+    teacher = _request_data.repair_toward_model(bundle, request, repair_toward) if repair_toward is not None else None
+    return PreparedRequest(bundle=bundle, request=request, data=data, dataset_spec=dataset, reference=ref,
+                           teacher=teacher), net
 
 
 def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], seed, method, config,
@@ -365,6 +374,10 @@ def _run_claimed(*, out: Path, report_path: Path, inputs: List[str], seed, metho
     xf, yf = bundle.stack_train(request.ids)
     stages = {"load": time.perf_counter() - t0}
     t0 = time.perf_counter()
+    if prepared.teacher is not None and prepared.ingredients is None:
+        log("l2ul: preparing the proxy and the teacher outputs from the --repair-toward model")
+        prepared.ingredients = _request_data.teacher_ingredients(prepared.teacher, request, xf, yf, prepared.data,
+                                                                 cfg, progress)
     log(f"l2ul: {bundle.name}: forgetting {len(request.ids)} instance(s) with {method} ({request.task}); "
         f"device {cfg.device or 'auto'}")
     result = unlearn(net, xf, yf, method=method, task=request.task, targets=request.targets, config=cfg,

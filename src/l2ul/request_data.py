@@ -1,6 +1,7 @@
 """The data a method receives for one deletion request, from the dataset and the user's specs
 (:func:`method_data`: the remaining data, the proxy images; :func:`keep_forgotten_data`: the earlier
-requests' instances), for :func:`l2ul.pipeline.run_request`."""
+requests' instances; :func:`repair_toward_model` and :func:`teacher_ingredients`: another model to repair
+toward), for :func:`l2ul.pipeline.run_request`."""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence
@@ -9,7 +10,7 @@ from .errors import ConfigError, L2ULError
 from .methods import get_method
 from .requests import parse_forget_ids
 
-__all__ = ["method_data", "keep_forgotten_data"]
+__all__ = ["method_data", "keep_forgotten_data", "check_repair_toward", "repair_toward_model", "teacher_ingredients"]
 
 
 def method_data(method, bundle, request_ids: Sequence[int], *, proxy: Optional[str] = None,
@@ -54,3 +55,42 @@ def keep_forgotten_data(method, bundle, request, spec: str):
     ids = [i for i in parse_forget_ids(spec, n_train=bundle.n_train, train_ids=bundle.train_ids) if i not in own]
     request.extra["keep_forgotten"] = {"ids": ids, "source": f"--keep-forgotten {spec}"}
     return bundle.stack_train(ids) if ids else None
+
+
+def check_repair_toward(method, repair_toward, prepared) -> None:
+    """Refuse ``repair_toward`` beside a prepared request (give ``PreparedRequest.teacher``) or for a method
+    that distils toward no teacher."""
+    if repair_toward is None:
+        return
+    if prepared is not None:
+        raise ConfigError("give the teacher as the prepared request's teacher, not beside it", field="repair_toward")
+    if "teacher" not in get_method(method).ingredients:
+        raise ConfigError(f"method {method!r} distils toward no teacher (--repair-toward); use method 'repair'",
+                          field="repair_toward")
+
+
+def repair_toward_model(bundle, request, repair_toward):
+    """The model a repair distils toward instead of the one being unlearned (``--repair-toward``: an l2ul model
+    file, or an ``nn.Module``), checked against the dataset and recorded in ``request.extra["repair_toward"]``
+    with its state hash. For successive requests it is the original model: each request then repairs toward
+    the original's outputs, so the chain's losses do not compound (BENCHMARKS.md 5c)."""
+    from torch import nn
+
+    from .bench.store import model_fingerprint
+    from .loading import check_fit, load_model_from
+
+    teacher = repair_toward if isinstance(repair_toward, nn.Module) else load_model_from(model=repair_toward)
+    check_fit(teacher, bundle)
+    request.extra["repair_toward"] = {
+        "model": "an nn.Module" if isinstance(repair_toward, nn.Module) else str(repair_toward),
+        "state_sha256": model_fingerprint(teacher)}
+    return teacher
+
+
+def teacher_ingredients(teacher, request, xf, yf, data, config, progress) -> Dict[str, Any]:
+    """The ``proxy`` (the caller's, or data-free the teacher's own cached synthesis) and ``teacher`` (its
+    outputs on it) ingredients, prepared from ``teacher`` as :func:`l2ul.engine.unlearn` would on the model."""
+    from . import engine
+
+    return engine.prepare_ingredients(teacher, xf, yf, ["proxy", "teacher"], config=config, task=request.task,
+                                      targets=request.targets, data=data, progress=progress)

@@ -32,6 +32,10 @@ def add_arguments(p) -> None:
                    help="training ids of earlier requests on this model (a comma list or @FILE, as --forget-ids): "
                         "the repair keeps them off their label too, the engine checks them, and D_r is measured "
                         "without them (successive requests)")
+    g.add_argument("--repair-toward", metavar="FILE",
+                   help="an l2ul model file, for successive requests the original model: the repair distils "
+                        "toward its outputs (on proxy images prepared from it) instead of the given model's, so "
+                        "the losses of a chain do not compound")
     g = p.add_argument_group("the unseen task (forget as if never seen)")
     g.add_argument("--reference-data", metavar="SPEC",
                    help="make each instance look like data the model never saw, measured on these labeled held-out "
@@ -62,7 +66,7 @@ def cmd_unlearn(args) -> int:
         dataset=args.dataset, data_dir=args.data_dir, download=args.download, forget_ids=args.forget_ids,
         forget_random=args.forget_random, relabel_to=args.relabel_to, seed=args.seed, method=args.method,
         config=cfg, proxy=args.proxy_data, allow_training_proxy=args.allow_training_proxy,
-        reference=args.reference_data, keep_forgotten=args.keep_forgotten, report=args.report, overwrite=args.overwrite, keep_unconverged=args.keep_unconverged,
+        reference=args.reference_data, keep_forgotten=args.keep_forgotten, repair_toward=args.repair_toward, report=args.report, overwrite=args.overwrite, keep_unconverged=args.keep_unconverged,
         retain_eval_size=args.retain_eval_size, progress=progress_of(args), log=info,
         argv=getattr(args, "argv", None))
     _print_outcome(outcome, args)
