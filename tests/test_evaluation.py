@@ -316,3 +316,24 @@ def test_peak_memory():
     assert mem["max_rss_mib"] > 0
     if torch.cuda.is_available():
         assert "cuda_max_allocated_mib" in mem
+
+
+def test_the_default_prediction_batch_is_chosen_by_device_and_changes_no_prediction():
+    """eval_batch_size None (the default) is 64 on the CPU and 1024 on an accelerator, an explicit value wins;
+    on a CIFAR ResNet-20 the CPU default predicts what batches of 1024 predict (BENCHMARKS.md section 6 measured
+    the logits bit-identical; here, on any CI CPU, to float tolerance)."""
+    from l2ul.config import UnlearnConfig
+    from l2ul.models import create_model
+
+    cfg = UnlearnConfig()
+    assert cfg.eval_batch_size is None
+    assert cfg.eval_batch("cpu") == 64 and cfg.eval_batch(torch.device("cpu")) == 64 and cfg.eval_batch() == 64
+    assert cfg.eval_batch("cuda:1") == 1024 and cfg.eval_batch(torch.device("mps")) == 1024
+    assert UnlearnConfig(device="cuda").eval_batch() == 1024
+    assert UnlearnConfig(eval_batch_size=7).eval_batch("cuda") == 7
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10)
+    x, y = torch.rand(200, 3, 32, 32), torch.randint(0, 10, (200,))
+    small, large = predict(model, (x, y)), predict(model, (x, y), batch_size=1024)
+    assert torch.allclose(small.logits, large.logits, atol=1e-5, rtol=0)
+    assert torch.equal(small.preds, large.preds)

@@ -161,10 +161,15 @@ class AdversarialSet:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def success_rate(self, model: nn.Module, batch_size: int = 1024) -> float:
-        """Share of examples that ``model`` classifies as their target label."""
+    def success_rate(self, model: nn.Module, batch_size: Optional[int] = None) -> float:
+        """Share of examples that ``model`` classifies as their target label (``batch_size``: ``None``
+        chooses by device, :func:`l2ul.config.default_eval_batch`)."""
+        from .config import default_eval_batch
+
         if len(self) == 0:
             return float("nan")
+        if batch_size is None:
+            batch_size = default_eval_batch(self.images.device)
         with frozen_eval(model), torch.no_grad():
             hits = sum(int((model(self.images[s:s + batch_size]).argmax(1) == self.labels[s:s + batch_size]).sum())
                        for s in range(0, len(self), batch_size))

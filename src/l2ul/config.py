@@ -21,6 +21,21 @@ TASKS = ("misclassify", "relabel", "unseen")
 METHOD_GROUPS = ("repair",)
 
 
+#: predictions' batch size on the CPU when ``eval_batch_size`` is not set: measured on the CIFAR ResNet-20/32
+#: and a 224-px ResNet-18 (one and two threads), 64 runs 2.5-4x faster per image than 1024 and gives the
+#: same logits bit for bit (BENCHMARKS.md section 6); larger batches overflow the CPU's caches
+CPU_EVAL_BATCH = 64
+#: and on an accelerator (cuda, mps), where large batches fill the device (the default before 0.4)
+ACCELERATOR_EVAL_BATCH = 1024
+
+
+def default_eval_batch(device: Any = None) -> int:
+    """The batch size of predictions on ``device`` (a ``torch.device``, a name, or ``None``: the CPU) when none
+    is given: :data:`CPU_EVAL_BATCH` on the CPU, :data:`ACCELERATOR_EVAL_BATCH` elsewhere."""
+    kind = getattr(device, "type", None) or str(device or "cpu").split(":")[0]
+    return CPU_EVAL_BATCH if kind == "cpu" else ACCELERATOR_EVAL_BATCH
+
+
 def _field(default: Any, group: str, help: str, *, minimum: Optional[float] = None, exclusive: bool = False,
            maximum: Optional[float] = None, choices: Optional[Tuple[str, ...]] = None, kind: Optional[type] = None, nullable: bool = False,
            flag: bool = True, since: str = "0.1", check: Optional[Callable[[Any], None]] = None,
@@ -168,7 +183,10 @@ class UnlearnConfig:
         seed: seeds target labels, PGD random starts, batch order; the same seed gives the same result on
         the same machine.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``None`` for automatic (cuda > mps > cpu).
-        eval_batch_size: batch size for the stopping check and predictions.
+        eval_batch_size: batch size for the stopping check and predictions; ``None`` (the default since 0.4)
+            chooses by device (:meth:`UnlearnConfig.eval_batch`): 64 on the CPU, where small batches stay in
+            the caches and run 2.5-4x faster per image than 1024 with the same logits bit for bit
+            (BENCHMARKS.md section 6), 1024 on an accelerator.
     """
 
     lr: float = _field(1e-3, "optimisation", "SGD learning rate", minimum=0, exclusive=True)
@@ -205,7 +223,9 @@ class UnlearnConfig:
                     maximum=2**63 - 1, flag=False)
     device: Optional[str] = _field(None, "other", "cpu, cuda, cuda:N or mps (default: automatic)", kind=str,
                                    nullable=True, check=check_device, invalid=("gpu0", "meta", "cuda:x", "xla"))
-    eval_batch_size: int = _field(1024, "other", "batch size of the stopping check and predictions", minimum=1)
+    eval_batch_size: Optional[int] = _field(None, "other", "batch size of the stopping check and predictions "
+                                            "(automatic: 64 on the CPU, 1024 on an accelerator)", kind=int,
+                                            nullable=True, minimum=1)
 
     repair_steps: int = _field(300, "repair", "step budget of the repair phase (method repair)", minimum=0,
                                since="0.3")
@@ -303,6 +323,14 @@ class UnlearnConfig:
                 and f.metadata["group"] not in drop_groups
                 and not (task is not None and f.metadata["tasks"] is not None and task not in f.metadata["tasks"])
                 and not (f.metadata["since"] > "0.2" and getattr(self, f.name) == f.metadata["hash_omit"])}
+
+    def eval_batch(self, device: Any = None) -> int:
+        """The batch size of predictions and checks on ``device`` (a ``torch.device``, a name, or ``None``:
+        :attr:`device`, else the CPU): :attr:`eval_batch_size`, or when it is ``None``
+        :func:`default_eval_batch` (64 on the CPU, 1024 elsewhere)."""
+        if self.eval_batch_size is not None:
+            return self.eval_batch_size
+        return default_eval_batch(device if device is not None else self.device)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "UnlearnConfig":

@@ -277,7 +277,7 @@ def _make_context(m: UnlearningMethod, work: nn.Module, x_f, y_f, task: str, tar
 
         with frozen_eval(work):
             ref = reference_bands(work, reference, logits0, y_f, band=cfg.unseen_band, device=device,
-                                  batch_size=cfg.eval_batch_size, min_band=cfg.unseen_min_band)
+                                  batch_size=cfg.eval_batch(device), min_band=cfg.unseen_min_band)
         ctx.bands, ctx.extras["reference_bands"] = ref.bands, ref
     return ctx
 
@@ -362,7 +362,7 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
     timings = {"adversarial": 0.0, "importance": 0.0, "optimization": 0.0}
     _prepare(m, ctx, given, timings)
     adv = ctx.ingredients.get("adversarial")
-    adv_success = adv.success_rate(work, cfg.eval_batch_size) if adv is not None else None
+    adv_success = adv.success_rate(work, cfg.eval_batch(device)) if adv is not None else None
     return _optimise(m, work, ctx, timings, adv_success, callback, progress)
 
 
@@ -429,7 +429,7 @@ def _unseen_audit(work: nn.Module, ctx: MethodContext) -> Dict[str, Any]:
     with frozen_eval(work), torch.no_grad():
         s_after = soft_margin(work(ctx.x_forget), ctx.y_forget)
         return final_audit(work, ctx.extras["reference_bands"], s_after, num_classes=ctx.num_classes,
-                           device=ctx.device, batch_size=ctx.config.eval_batch_size)
+                           device=ctx.device, batch_size=ctx.config.eval_batch(ctx.device))
 
 
 def prepare_ingredients(model: nn.Module, forget_images: torch.Tensor, forget_labels, names, *,

@@ -168,7 +168,7 @@ def _logits_of(out: Any) -> torch.Tensor:
     raise DataError(f"the model returned a {type(out).__name__}; models must return a logits tensor")
 
 
-def predict(model: nn.Module, data: DataLike, *, batch_size: int = 1024,
+def predict(model: nn.Module, data: DataLike, *, batch_size: Optional[int] = None,
             device: Union[str, torch.device, None] = None, progress: Optional[str] = None) -> Predictions:
     """Run ``model`` over ``data`` and return its :class:`Predictions`.
 
@@ -176,13 +176,16 @@ def predict(model: nn.Module, data: DataLike, *, batch_size: int = 1024,
     restored afterwards. It runs on the device of its parameters; if ``device`` names another device the model
     is moved there for the call and moved back afterwards. Images are expected as float NCHW in [0, 1].
     ``progress``: a description to show a progress bar (images done) under, or ``None`` for none.
+    ``batch_size``: ``None`` chooses by device (:func:`l2ul.config.default_eval_batch`: 64 on the CPU, 1024
+    on an accelerator); a DataLoader keeps its own.
     """
     from ._progress import progress_bar
+    from .config import default_eval_batch
 
-    loader = as_loader(data, batch_size)
-    bar = progress_bar(progress is not None, _n_images(loader), progress or "")
     home = _model_device(model)
     dev = torch.device(device) if device is not None else home
+    loader = as_loader(data, default_eval_batch(dev) if batch_size is None else batch_size)
+    bar = progress_bar(progress is not None, _n_images(loader), progress or "")
     modes = [(m, m.training) for m in model.modules()]
     moved = dev != home
     logits_parts: List[torch.Tensor] = []
@@ -218,7 +221,7 @@ def predict(model: nn.Module, data: DataLike, *, batch_size: int = 1024,
 
 
 def predict_splits(model: nn.Module, *, forget: DataLike, retain: DataLike, test: DataLike,
-                   batch_size: int = 1024, device: Union[str, torch.device, None] = None,
+                   batch_size: Optional[int] = None, device: Union[str, torch.device, None] = None,
                    progress: bool = False) -> Dict[str, Predictions]:
     """:func:`predict` on each split; returns ``{"forget": ..., "retain": ..., "test": ...}``."""
     return {name: predict(model, d, batch_size=batch_size, device=device,
@@ -245,7 +248,7 @@ def accuracy_from_predictions(p: Predictions) -> float:
     return float((p.preds == p.labels).float().mean())
 
 
-def accuracy(model: nn.Module, data: DataLike, *, batch_size: int = 1024,
+def accuracy(model: nn.Module, data: DataLike, *, batch_size: Optional[int] = None,
              device: Union[str, torch.device, None] = None) -> float:
     """Top-1 accuracy of ``model`` on ``data``, in [0, 1] (see :func:`accuracy_from_predictions`)."""
     return accuracy_from_predictions(predict(model, data, batch_size=batch_size, device=device))
@@ -361,7 +364,7 @@ class ModelEvaluation:
 
 def evaluate_model(model: Union[nn.Module, Mapping[str, Predictions]], *, forget: Optional[DataLike] = None,
                    retain: Optional[DataLike] = None, test: Optional[DataLike] = None, seed: int = 0,
-                   device: Union[str, torch.device, None] = None, batch_size: int = 1024,
+                   device: Union[str, torch.device, None] = None, batch_size: Optional[int] = None,
                    mia_max_samples: Optional[int] = None, mia_attack: str = "svc") -> ModelEvaluation:
     """Predict (unless ``model`` is already a mapping of :class:`Predictions`) and compute :func:`split_metrics`."""
     if isinstance(model, nn.Module):
@@ -383,7 +386,7 @@ def evaluate_unlearning(original: Union[nn.Module, Mapping[str, Predictions], Mo
                         unlearned: Union[nn.Module, Mapping[str, Predictions]], *, forget: DataLike,
                         retain: DataLike, test: DataLike, ids: Optional[Sequence[Any]] = None,
                         targets: Optional[Sequence[int]] = None, seed: int = 0,
-                        device: Union[str, torch.device, None] = None, batch_size: int = 1024,
+                        device: Union[str, torch.device, None] = None, batch_size: Optional[int] = None,
                         mia_max_samples: Optional[int] = None, mia_attack: str = "svc") -> Dict[str, Any]:
     """Evaluate an unlearned model against its original on D_f, D_r and D_test.
 

@@ -83,7 +83,7 @@ def _read(path: Path, key: str) -> Optional[Predictions]:
         return None
 
 
-def cached_predict(model: nn.Module, data: DataLike, *, batch_size: int = 1024,
+def cached_predict(model: nn.Module, data: DataLike, *, batch_size: Optional[int] = None,
                    device: Union[str, torch.device, None] = None, enabled: Optional[bool] = None,
                    cache_dir: Union[str, Path, None] = None, progress: Optional[str] = None) -> Predictions:
     """:func:`l2ul.evaluation.predict`, read from the outputs cache when this model already ran on exactly
@@ -91,8 +91,12 @@ def cached_predict(model: nn.Module, data: DataLike, *, batch_size: int = 1024,
     ``predictions.from_cache`` tells which."""
     if not cache_enabled(enabled):
         return _marked(predict(model, data, batch_size=batch_size, device=device, progress=progress), False)
+    from .config import default_eval_batch
+
     dev = torch.device(device) if device is not None else next(
         (t.device for t in model.parameters()), torch.device("cpu"))
+    if batch_size is None:
+        batch_size = default_eval_batch(dev)
     key = _key(model, data, batch_size, dev)
     path = outputs_cache_dir(cache_dir) / f"{key}.safetensors"
     if path.is_file():

@@ -420,14 +420,14 @@ def _figures(net, result, prepared: PreparedRequest, retain_eval_size, seed, cfg
         log(f"l2ul: evaluating on D_f ({len(request.ids)}) and the given D_r and D_test")
         figures = measure_request(prepared.original, result, bundle, request, sets, seed=seed,
                                   mia_max_samples=prepared.mia_max_samples, mia_attack=prepared.mia_attack,
-                                  batch_size=cfg.eval_batch_size, progress=progress)
+                                  batch_size=cfg.eval_batch(result.device), progress=progress)
         return figures[0]["n_retain"], retain_total, figures
     eval_sample = retain_eval_sample(bundle, retain_eval_size)
     eval_ids = retain_eval_subset(bundle, list(request.ids) + list(kept), retain_eval_size)
     log(f"l2ul: evaluating on D_f ({len(request.ids)}), D_r ({len(eval_ids)}"
         f"{' random' if len(eval_ids) < retain_total else ''}) and D_test ({bundle.n_test})")
     figures = evaluate_request(net, result, bundle, request, eval_ids, seed=seed, eval_sample=eval_sample,
-                               cache=cache, batch_size=cfg.eval_batch_size, progress=progress)
+                               cache=cache, batch_size=cfg.eval_batch(result.device), progress=progress)
     return len(eval_ids), retain_total, figures
 
 

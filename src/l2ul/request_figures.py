@@ -44,7 +44,7 @@ def retain_eval_subset(bundle, exclude: Sequence[int], size: int, seed: Optional
 
 def evaluate_request(original: nn.Module, result, bundle, request, eval_ids: np.ndarray, *, seed: int,
                      mia_max_samples: Optional[int] = 5000, eval_sample: Optional[np.ndarray] = None,
-                     cache: Optional[bool] = None, batch_size: int = 1024, progress: bool = False):
+                     cache: Optional[bool] = None, batch_size: Optional[int] = None, progress: bool = False):
     """Metrics before and after on D_f, the D_r subset ``eval_ids`` and D_test; the per-instance outcome, with
     its membership percentiles (:func:`l2ul.membership.add_membership_evidence`); the per-class D_test
     accuracy (:func:`l2ul.audit.per_class_accuracy`). The original's outputs come from
@@ -68,7 +68,7 @@ def evaluate_request(original: nn.Module, result, bundle, request, eval_ids: np.
 
 
 def measure_request(before, result, bundle, request, sets: Dict[str, Any], *, seed: int,
-                    mia_max_samples: Optional[int], mia_attack: str = "svc", batch_size: int = 1024,
+                    mia_max_samples: Optional[int], mia_attack: str = "svc", batch_size: Optional[int] = None,
                     progress: bool = False):
     """The unlearned model's figures against the original's ``before`` (a
     :class:`~l2ul.evaluation.ModelEvaluation` on ``sets``: ``forget``, ``retain``, ``test``), the per-instance

@@ -42,7 +42,7 @@ per-instance verdict is an audit on the whole reference under the final model (:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -88,7 +88,10 @@ class ReferenceBands:
 
 
 def _reference_margins(model: nn.Module, reference: Tuple[torch.Tensor, torch.Tensor], num_classes: int,
-                       device: torch.device, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+                       device: torch.device, batch_size: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    from .config import default_eval_batch
+
+    batch_size = default_eval_batch(device) if batch_size is None else batch_size
     x, y = reference
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
         raise RequestError("reference images must be a float tensor [N, C, H, W] in [0, 1]")
@@ -112,7 +115,7 @@ def _reference_margins(model: nn.Module, reference: Tuple[torch.Tensor, torch.Te
 
 def reference_bands(model: nn.Module, reference: Tuple[torch.Tensor, torch.Tensor], forget_logits: torch.Tensor,
                     forget_labels: torch.Tensor, *, band: float, device: torch.device,
-                    batch_size: int = 1024, min_band: float = 0.0) -> ReferenceBands:
+                    batch_size: Optional[int] = None, min_band: float = 0.0) -> ReferenceBands:
     """The bands of the module docstring, from ``model`` (the original, in eval mode) on ``reference``
     (``(images, labels)``) and the original ``forget_logits``. ``band``: the largest quantile width of a band."""
     ref, right = _reference_margins(model, reference, forget_logits.shape[1], device, batch_size)
@@ -142,7 +145,7 @@ def reread_bands(ctx) -> None:
     rb: ReferenceBands = ctx.extras["reference_bands"]
     with frozen_eval(ctx.model):
         margins, _ = _reference_margins(ctx.model, rb.reference, ctx.num_classes, ctx.device,
-                                        ctx.config.eval_batch_size)
+                                        ctx.config.eval_batch(ctx.device))
     ctx.bands = _bands_of(margins, rb.quantiles).to(ctx.bands.device)
     rb.rereads += 1
 

@@ -180,7 +180,7 @@ def _prepare_evaluation(run: _Continual, model: nn.Module) -> _Evaluation:
     """The original model on the device (checked against the data), the evaluation data and its figures."""
     dev_model = model_on(model, run.device)
     check_fit(dev_model, run.bundle, run.device)
-    bs = run.config.eval_batch_size
+    bs = run.config.eval_batch(run.device)
     train_eval = run.bundle.extra.get("train_eval", run.bundle.train)
     retain_data = eval_data(train_eval, run.retain_eval, bs, run.num_workers)
     test_data = eval_data(run.bundle.test, run.test_eval, bs, run.num_workers)
@@ -217,7 +217,7 @@ def _request_record(run: _Continual, ev: _Evaluation, m: str, r: int, cfg: Unlea
                    acc_forgotten_so_far=None, acc_all_requests=None, agreement_test=None)
     else:
         tp, rp = after["test"], after["retain"]
-        fp = predict(result.model, ev.forget_data, batch_size=run.config.eval_batch_size)
+        fp = predict(result.model, ev.forget_data, batch_size=run.config.eval_batch(run.device))
         rec.update(acc_retain=accuracy_from_predictions(rp), acc_test=accuracy_from_predictions(tp),
                    acc_forget=_acc(fp, pos), acc_previously_forgotten=_acc(fp, list(range((r - 1) * k))),
                    acc_forgotten_so_far=_acc(fp, list(range(r * k))),
@@ -281,7 +281,7 @@ def _unlearn_request(run: _Continual, ev: _Evaluation, m: str, current: nn.Modul
 
 def _predict_current(run: _Continual, ev: _Evaluation, model: nn.Module):
     """``(test, retain, all requests' instances)`` predictions of a model resumed from a checkpoint."""
-    bs = run.config.eval_batch_size
+    bs = run.config.eval_batch(run.device)
     return (predict(model, ev.test_data, batch_size=bs), predict(model, ev.retain_data, batch_size=bs),
             predict(model, ev.forget_data, batch_size=bs))
 

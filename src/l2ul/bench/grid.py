@@ -165,7 +165,7 @@ def _prepare_evaluation(run: _Grid, model: nn.Module) -> _Evaluation:
     """The original model on the device (checked against the data), D_r subset and D_test, and its figures."""
     dev_model = model_on(model, run.device)
     check_fit(dev_model, run.bundle, run.device)
-    bs = run.config.eval_batch_size
+    bs = run.config.eval_batch(run.device)
     train_eval = run.bundle.extra.get("train_eval", run.bundle.train)
     retain_data = eval_data(train_eval, run.retain_eval, bs, run.num_workers)
     test_data = eval_data(run.bundle.test, run.test_eval, bs, run.num_workers)
@@ -183,7 +183,7 @@ def _prepare_group(run: _Grid, ev: _Evaluation, k: int, seed: int, pending: List
     ids = run.forget[(k, seed)]
     xf, yf = run.bundle.stack_train(ids)
     cfg = run.config.replace(seed=seed)
-    f_pred = predict(ev.model, (xf, yf), batch_size=cfg.eval_batch_size)
+    f_pred = predict(ev.model, (xf, yf), batch_size=cfg.eval_batch(run.device))
     original = evaluate_model({"forget": f_pred, "retain": ev.retain_pred, "test": ev.test_pred},
                               seed=seed, mia_max_samples=run.mia_max_samples, mia_attack=run.mia_attack)
     # every ingredient a pending method declares is prepared once per (k, seed), exactly as the

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import METHOD_GROUPS, UnlearnConfig
+from ..config import ACCELERATOR_EVAL_BATCH, METHOD_GROUPS, UnlearnConfig
 from ..data import DatasetBundle
 from ..engine import ENGINE_REVISION
 from ..errors import L2ULError
@@ -67,6 +67,11 @@ def _hashed_config(config: UnlearnConfig, methods: List[str], task: str = "miscl
     read = {g for m in methods for g in get_method(m).config_groups}
     hashed = config.hashed_dict(exclude=_UNHASHED_CONFIG, drop_groups=[g for g in METHOD_GROUPS if g not in read],
                                 task=task)
+    if hashed.get("eval_batch_size", 0) is None:
+        # chosen by device since 0.4 (64 on the CPU): hashed as the 1024 of before, so folders keep resuming.
+        # Like the device, it changes how predictions are batched, not the computation: the logits of 64 and
+        # 1024 were bit-identical on the CIFAR ResNets and a 224-px ResNet-18 (BENCHMARKS.md section 6)
+        hashed["eval_batch_size"] = ACCELERATOR_EVAL_BATCH
     return {k: v for k, v in hashed.items() if not (proxy and k.startswith(_SYNTH_PREFIX))}
 
 

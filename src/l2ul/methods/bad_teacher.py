@@ -40,9 +40,9 @@ def incompetent_teacher(ctx: MethodContext) -> torch.Tensor:
     """The logits of a randomly initialised copy of the model (seeded with the run's seed) on the forget set,
     in eval mode: the incompetent teacher's targets (only its forget-set outputs are ever used)."""
     bad = incompetent_copy(ctx.model, ctx.config.seed)
+    bs = ctx.config.eval_batch(ctx.device)
     with torch.no_grad():
-        out = torch.cat([bad(ctx.x_forget[s:s + ctx.config.eval_batch_size])
-                         for s in range(0, ctx.x_forget.shape[0], ctx.config.eval_batch_size)]).float()
+        out = torch.cat([bad(ctx.x_forget[s:s + bs]) for s in range(0, ctx.x_forget.shape[0], bs)]).float()
     return out
 
 

@@ -119,7 +119,7 @@ def teacher_logits(ctx: MethodContext) -> torch.Tensor:
     images = ctx.ingredients["proxy"].images
     no_labels = torch.zeros(images.shape[0], dtype=torch.long)
     # the same for every request on this model and proxy: read from the outputs cache when it ran before
-    return cached_predict(ctx.model, (images, no_labels), batch_size=ctx.config.eval_batch_size,
+    return cached_predict(ctx.model, (images, no_labels), batch_size=ctx.config.eval_batch(ctx.device),
                           device=ctx.device).logits
 
 
