@@ -11,7 +11,7 @@
 #        repair_relabel_free_kd3_synth400_cosine repair_free_long_synth400_cosine
 #        repair_continual_free_long_synth400_cosine repair_continual_free_original_synth400_cosine
 #        repair_relabel_proxy_kd3 repair_free_k128_synth400_cosine repair_free_k64_synth400_cosine
-#        repair_continual_free_original_seeds12)
+#        repair_continual_free_original_seeds12 repair_continual_proxy_logit_seeds12)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 # The repair steps committed before 0.4's logit term (repair_logit_weight 10) pass --repair-logit-weight 0, which
@@ -201,6 +201,11 @@ for step in $STEPS; do
       for s in 1 2; do
         l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds $s --repair-toward original \
           --out $OUT/resnet20_repair_continual_free_original_synth400_cosine_s$s --no-progress
+      done ;;
+    repair_continual_proxy_logit_seeds12)  # seeds 1 and 2 of repair_continual_proxy_logit
+      for s in 1 2; do
+        l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds $s --proxy-test-split 5000 \
+          --repair-stop-kl 0 --out $OUT/resnet20_repair_continual_proxy_logit_s$s --no-progress
       done ;;
     repair_relabel_proxy_kd3)  # repair_relabel_proxy_kd with relabel_forget_kd 3 (data-free, 3 beats 1: 5a')
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
