@@ -11,7 +11,7 @@
 #        repair_relabel_free_kd3_synth400_cosine repair_free_long_synth400_cosine
 #        repair_continual_free_long_synth400_cosine repair_continual_free_original_synth400_cosine
 #        repair_relabel_proxy_kd3 repair_free_k128_synth400_cosine repair_free_k64_synth400_cosine
-#        repair_continual_free_original_seeds12 repair_continual_proxy_logit_seeds12)
+#        repair_continual_free_original_seeds12 repair_continual_proxy_logit_seeds12 head_edit_proxy head_edit_free)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 # The repair steps committed before 0.4's logit term (repair_logit_weight 10) pass --repair-logit-weight 0, which
@@ -207,6 +207,17 @@ for step in $STEPS; do
         l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds $s --proxy-test-split 5000 \
           --repair-stop-kl 0 --out $OUT/resnet20_repair_continual_proxy_logit_s$s --no-progress
       done ;;
+    head_edit_proxy)  # phase 1 the closed-form head edit, no repair (--forget-phase head_edit --repair-steps 0), proxy;
+                      # k = 16 and k = 64, 128 in two folders, as repair_proxy_logit and repair_proxy_large_logit
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
+        --forget-phase head_edit --repair-steps 0 --out $OUT/resnet20_head_edit_proxy --no-progress
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 --proxy-test-split 5000 \
+        --forget-phase head_edit --repair-steps 0 --out $OUT/resnet20_head_edit_proxy_large --no-progress ;;
+    head_edit_free)   # the same, data-free (0.4.0's synthesis, from the cache), as repair_free_synth400_cosine
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 \
+        --forget-phase head_edit --repair-steps 0 --out $OUT/resnet20_head_edit_free --no-progress
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 \
+        --forget-phase head_edit --repair-steps 0 --out $OUT/resnet20_head_edit_free_large --no-progress ;;
     repair_relabel_proxy_kd3)  # repair_relabel_proxy_kd with relabel_forget_kd 3 (data-free, 3 beats 1: 5a')
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
         --relabel-random --relabel-forget-kd 3 --repair-stop-kl 0 --out $OUT/resnet20_repair_relabel_proxy_kd3 --no-progress ;;

@@ -9,6 +9,7 @@ proxy split leaves out (what it may not). The question it answers: does a small 
 one, tell when the repair is done (issue #12: the repair spends 275-300 steps on a k = 1 model one step away from the original)?
 
     OMP_NUM_THREADS=1 python benchmarks/repair_stop_probe.py --shared ../shared --ks 1,16 [--data-free]
+        [--forget-phase head_edit] [--repair-steps N] [--repair-lr LR]
 """
 import argparse
 import time
@@ -30,6 +31,9 @@ def main() -> None:
     ap.add_argument("--ks", default="1,16")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repair-steps", type=int, default=300)
+    ap.add_argument("--forget-phase", default="sgd", choices=("sgd", "head_edit"),
+                    help="phase 1 of the repair (UnlearnConfig.forget_phase)")
+    ap.add_argument("--repair-lr", type=float, default=None, help="the repair's learning rate (default: the config's)")
     ap.add_argument("--data-free", dest="proxy", action="store_false",
                     help="no proxy: the data-free repair (synthesised images, from the cache when made before)")
     args = ap.parse_args()
@@ -73,13 +77,16 @@ def probe(b, weights, k, args, proxy, test) -> None:
 
     _KLPlateau.__call__ = traced
     # the plateau rule off (a KL that grows a billion-fold at one check), so that every check is seen
-    cfg = UnlearnConfig(seed=args.seed, repair_steps=args.repair_steps, repair_tol=-1e9)
+    extra = {} if args.repair_lr is None else {"repair_lr": args.repair_lr}
+    cfg = UnlearnConfig(seed=args.seed, repair_steps=args.repair_steps, repair_tol=-1e9,
+                        forget_phase=args.forget_phase, **extra)
     try:
         r = unlearn(net, xf, yf, data={"proxy": proxy} if proxy is not None else {}, config=cfg, inplace=True,
                     progress=False)
     finally:
         _KLPlateau.__call__ = original_call
-    print(f"| {k} | end: {r.status}, {r.steps} steps | | | | | {time.perf_counter() - t0:.0f} |", flush=True)
+    print(f"| {k} | end: {r.status}, {r.steps} steps ({r.message}) | | | | | {time.perf_counter() - t0:.0f} |",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ Usage (resumes: cells already in OUT/results.jsonl are skipped)::
     OMP_NUM_THREADS=1 python benchmarks/speed.py --shared ../shared --models resnet20 --ks 1,16 \\
         --methods repair,l2ul --out benchmarks/results/speed
 
+A method may carry config overrides, ``NAME:FIELD=VALUE:...`` (e.g. ``repair:forget_phase=head_edit:repair_steps=0``).
+
 prints the table (also written to OUT/speed.md) and plots time against k per method (OUT/speed.png).
 """
 from __future__ import annotations
@@ -42,6 +44,24 @@ WEIGHTS = {"resnet20": "cifar10_resnet20-12fca82f.th", "resnet32": "cifar10_resn
 #: pretraining epochs of the released weights (akamaster/pytorch_resnet_cifar10: 200 epochs), x 50,000 images
 RETRAIN_EPOCHS = 200
 N_TRAIN = 50_000
+
+
+def _method_spec(spec: str):
+    """``NAME`` or ``NAME:FIELD=VALUE:...`` (config overrides, e.g. ``repair:forget_phase=head_edit:repair_steps=0``):
+    ``(name, UnlearnConfig or None)``, each value converted to its field's type."""
+    import dataclasses
+
+    from l2ul import UnlearnConfig
+
+    name, *pairs = spec.split(":")
+    if not pairs:
+        return name, None
+    kinds = {f.name: f.metadata["kind"] for f in dataclasses.fields(UnlearnConfig)}
+    over = {}
+    for pair in pairs:
+        key, value = pair.split("=", 1)
+        over[key] = kinds[key](value)
+    return name, UnlearnConfig(**over)
 
 
 def _cell(args) -> dict:
@@ -65,11 +85,12 @@ def _cell(args) -> dict:
     def log(line: str) -> None:                     # run_request's log lines mark its stages
         marks.append((line, dict(passes)))
 
+    method, config = _method_spec(args.method)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         outcome = run_request(model=model, dataset=f"cifar10-jpeg:{shared / 'datasets' / 'cifar10_jpeg.npz'}",
-                              forget_random=args.k, seed=args.seed, method=args.method, out=Path(tmp) / "m.safetensors",
-                              log=log)
+                              forget_random=args.k, seed=args.seed, method=method, config=config,
+                              out=Path(tmp) / "m.safetensors", log=log)
         wall = time.perf_counter() - t0
     at_eval = next((p for line, p in marks if line.startswith("l2ul: evaluating")), passes)
     stage_passes = {"unlearn_grad": at_eval["grad"], "unlearn_nograd": at_eval["nograd"],

@@ -276,6 +276,15 @@ class UnlearnConfig:
                               "proxy images during the forget phase too, beside the cross-entropy toward the "
                               "fixed nearest-class targets (0: the targets alone, the default)", minimum=0,
                               since="0.4", hash_omit=0.0, tasks=("misclassify",))
+    forget_phase: str = _field("sgd", "repair", "task misclassify, method repair: how phase 1 reaches the task: "
+                               "'sgd' (steps of cross-entropy toward the fixed nearest-class targets) or "
+                               "'head_edit' (the closed-form least change of the final linear layer's outputs on "
+                               "the proxy that puts every instance hinge_margin past its target, l2ul.head_edit; "
+                               "then sgd steps only if it fell short)", choices=("sgd", "head_edit"),
+                               since="0.4", tasks=("misclassify",))
+    head_edit_ridge: float = _field(0.01, "repair", "forget_phase head_edit: ridge added to the proxy features' "
+                                    "second-moment matrix, relative to its mean diagonal", minimum=0,
+                                    since="0.4", tasks=("misclassify",))
     synth_augment: int = _field(4096, "repair", "data-free: shifted/flipped and mixup copies of the synthesised "
                                 "images added to the proxy (half each)", minimum=0, since="0.3")
 
@@ -339,7 +348,8 @@ class UnlearnConfig:
         return cls().replace(**{**PRESETS[name]["config"], **overrides})
 
 
-# The unlearning hyperparameters of the authors' run scripts (see docs in PRESETS[...]["source"]).
+# The unlearning hyperparameters of the authors' run scripts (see docs in PRESETS[...]["source"]), and l2ul's
+# fast request.
 PRESETS: Dict[str, Dict[str, Any]] = {
     "cifar10-resnet18": {
         "config": dict(adv_per_instance=20, pgd_eps=4.0, lr=1e-3, reg_lambda=1.0,
@@ -365,5 +375,11 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "config": dict(adv_per_instance=300, pgd_eps=2.0, lr=1e-3, reg_lambda=1.0,
                        adv_batch_size=128, forget_batch_size=128, eval_batch_size=128),
         "source": "main_unlearn_utkface_resnet18.py",
+    },
+    # not a paper recipe: l2ul's fast request (method repair, task misclassify): the closed-form head edit of
+    # l2ul.head_edit, no repair steps (BENCHMARKS.md section 6c: seconds instead of minutes, for some D_r)
+    "fast": {
+        "config": dict(forget_phase="head_edit", repair_steps=0),
+        "source": "l2ul: repair with --forget-phase head_edit --repair-steps 0 (misclassify; BENCHMARKS.md 6c)",
     },
 }

@@ -28,6 +28,8 @@ from .errors import ConfigError, RequestError
 from .methods import MethodContext, Phase, UnlearningMethod, get_method
 from .methods import ingredients as _ingredients
 from .result import UnlearnResult
+from .task_check import DONE as _DONE
+from .task_check import TaskCheck as _Checker
 
 
 def resolve_device(device: Optional[Union[str, torch.device]] = None) -> torch.device:
@@ -129,54 +131,6 @@ def _load_running_stats(model: nn.Module, stats: Dict[str, torch.Tensor]) -> Non
             buffers[n].copy_(t)
 
 
-class _Checker:
-    """The task check on the whole forget set, in eval mode: ``(done, score, finite, preds)``; ``score`` is
-    the forget accuracy for ``misclassify`` (0 is done), the target accuracy for ``relabel`` (1 is done) and
-    the share of instances in their loss band for ``unseen`` (1 is done)."""
-
-    def __init__(self, model: nn.Module, ctx: MethodContext):
-        self.model, self.ctx = model, ctx
-        # instances of earlier requests a repair keeps forgotten (``keep_forgotten`` data, misclassify only)
-        earlier = ctx.data.get("keep_forgotten") if ctx.task == "misclassify" else None
-        self.earlier = None if earlier is None else (
-            earlier[0].to(ctx.device), torch.as_tensor(earlier[1]).long().to(ctx.device))
-
-    def earlier_back(self) -> int:
-        """How many of the earlier requests' instances (``keep_forgotten``) are predicted as their label
-        again (eval mode); 0 without any."""
-        if self.earlier is None or self.earlier[0].shape[0] == 0:
-            return 0
-        with frozen_eval(self.model), torch.no_grad():
-            return int((self.model(self.earlier[0]).argmax(1) == self.earlier[1]).sum())
-
-    def __call__(self) -> Tuple[bool, float, bool, torch.Tensor]:
-        with torch.no_grad():
-            was = self.model.training
-            self.model.eval()
-            logits = self.model(self.ctx.x_forget)
-            self.model.train(was)
-        finite = bool(torch.isfinite(logits).all())
-        preds = logits.argmax(1)
-        if self.ctx.task == "misclassify":
-            score = float((preds == self.ctx.y_forget).float().mean())
-            return score == 0.0, score, finite, preds
-        if self.ctx.task == "unseen":
-            from .unseen import in_band, soft_margin
-
-            score = float(in_band(soft_margin(logits, self.ctx.y_forget), self.ctx.bands).float().mean())
-            return score == 1.0, score, finite, preds
-        score = float((preds == self.ctx.targets).float().mean())
-        return score == 1.0, score, finite, preds
-
-    def left(self, score: float) -> str:
-        k = self.ctx.x_forget.shape[0]
-        if self.ctx.task == "misclassify":
-            return f"{round(score * k)} of {k} forget instances still predicted as their label"
-        if self.ctx.task == "unseen":
-            return f"{round((1 - score) * k)} of {k} not yet in their band of unseen-data losses"
-        return f"{round((1 - score) * k)} of {k} not yet on their target"
-
-
 @dataclass
 class _PhaseRun:
     status: Optional[str] = None
@@ -199,6 +153,11 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
     run = _PhaseRun()
     label = method_name if phase.name == "optimization" else f"{method_name}: {phase.name}"
     bar = progress_bar(progress, phase.max_steps, f"unlearning ({label}), steps", up_to=True)
+    if phase.check_first and not repair:
+        done, first_score, _, _ = check()
+        history.append(first_score)
+        if done:
+            run.status, run.message = "converged", f"{_DONE[ctx.task]} after 0 steps (reached as the phase started)"
     while run.status is None:
         if run.steps >= phase.max_steps:
             run.status = "budget_exhausted" if not repair else "converged"
@@ -227,10 +186,7 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
             run.status, run.message = "diverged", f"non-finite model outputs after step {run.steps}"
         elif not repair and done:
             run.status = "converged"
-            run.message = {"misclassify": "no forget instance is predicted as its label",
-                           "relabel": "every forget instance is predicted as its target",
-                           "unseen": "every forget instance's loss is in its band of unseen-data losses"}[
-                ctx.task] + f" after {run.steps} steps"
+            run.message = _DONE[ctx.task] + f" after {run.steps} steps"
         elif repair and done and check.earlier_back() == 0:
             # the task holds, and every earlier request's instance is still off its label
             last_good = copy.deepcopy(work.state_dict())
@@ -376,9 +332,10 @@ def _optimise(m: UnlearningMethod, work: nn.Module, ctx: MethodContext, timings:
     done, score, finite, preds = check()
     status, message, steps = ("converged", "the request already holds for the original model", 0) if done else (None, "", 0)
     phase_log: List[Dict[str, Any]] = []
+    changed = False
     for phase in phases:
         # a forget phase runs while the task is not done; a repair phase only after steps that did it
-        if not (status is None if phase.kind == "forget" else (status == "converged" and steps > 0)):
+        if not (status is None if phase.kind == "forget" else (status == "converged" and changed)):
             continue
         t0 = time.perf_counter()
         run = _run_phase(phase, work, ctx, check, score, history, callback, progress, m.name)
@@ -386,6 +343,8 @@ def _optimise(m: UnlearningMethod, work: nn.Module, ctx: MethodContext, timings:
         phase_log.append({"name": phase.name, "kind": phase.kind, "steps": run.steps,
                           "seconds": timings[phase.name], "status": run.status, "message": run.message})
         steps += run.steps
+        # a phase that edits the model as it starts (on_start) changes it even in 0 steps
+        changed = changed or run.steps > 0 or (phase.kind == "forget" and phase.on_start is not None)
         score = history[-1] if history else score
         if phase.kind == "forget":
             status, message = run.status, run.message

@@ -56,7 +56,8 @@ def add_config_arguments(p: argparse.ArgumentParser, *, exclude: Iterable[str] =
     exclude = set(exclude)
     groups = {}
     head = p.add_argument_group("unlearning hyperparameters (default: the paper's CIFAR-10 recipe)")
-    head.add_argument("--preset", choices=sorted(PRESETS), help="the paper's hyperparameters for a setting")
+    head.add_argument("--preset", choices=sorted(PRESETS), help="the paper's hyperparameters for a setting, or "
+                      "'fast' (method repair: the closed-form head edit, no repair steps)")
     head.add_argument("--config", metavar="FILE",
                       help="a TOML file (or YAML, with pyyaml installed) of hyperparameters: keys are the names of "
                            "the flags below with _ for - (pgd_eps = 0.5); it overrides --preset, and the flags "

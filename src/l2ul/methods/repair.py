@@ -41,6 +41,7 @@ on proxy data instead of the remaining data.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterator, Optional
 
 import torch
@@ -172,8 +173,12 @@ class Repair(UnlearningMethod):
                        bn="freeze", should_stop=_KLPlateau(ctx), make_scheduler=_repair_schedule(cfg))
         if ctx.task == "relabel" and cfg.relabel_forget_kd:
             return [self._kd_forget_phase(ctx, cfg.relabel_forget_kd), repair]
-        if ctx.task == "misclassify" and cfg.forget_kd:
-            return [self._kd_forget_phase(ctx, cfg.forget_kd), repair]
+        if ctx.task == "misclassify":
+            forget = (self._kd_forget_phase(ctx, cfg.forget_kd) if cfg.forget_kd
+                      else fixed_target_phase(ctx, ctx.extras["forget_targets"], bn="freeze"))
+            if cfg.forget_phase == "head_edit":       # the closed-form edit first, the steps only if it fell short
+                forget = dataclasses.replace(forget, on_start=_apply_head_edit, check_first=True)
+            return [forget, repair]
         if ctx.task != "unseen":
             return [fixed_target_phase(ctx, ctx.extras["forget_targets"], bn="freeze"), repair]
         if not cfg.settle_steps:
@@ -254,6 +259,31 @@ def _band_phase(ctx: MethodContext) -> Phase:
         return band_violation(model(c.x_forget), c.y_forget, c.bands, cfg.hinge_margin).mean()
 
     return Phase("optimization", "forget", cfg.max_steps, sgd(cfg), loss, bn="freeze")
+
+
+def _apply_head_edit(ctx: MethodContext) -> None:
+    """``forget_phase="head_edit"``: edit the final linear layer of the working model in closed form
+    (:mod:`l2ul.head_edit`) so that every forget instance's fixed nearest-class target leads its label by
+    ``hinge_margin``, with the least mean squared change of the logits on the proxy images the repair distils
+    on (the held-out slice left out). What it did is kept in ``ctx.extras["head_edit"]``."""
+    from ..attacks import frozen_eval
+    from ..head_edit import classifier_head, head_features, solve_head_edit
+
+    cfg, model = ctx.config, ctx.model
+    proxy = ctx.ingredients["proxy"].images[ctx.extras["proxy_train"]]
+    with frozen_eval(model):
+        head = classifier_head(model, ctx.x_forget[:2])
+        batch = cfg.eval_batch(ctx.device)
+        fp = head_features(model, head, proxy, batch, ctx.device)
+        ff = head_features(model, head, ctx.x_forget, batch, ctx.device)
+    d_w, d_b, info = solve_head_edit(head.weight.detach().cpu(), None if head.bias is None else head.bias.detach().cpu(),
+                                     fp, ff, ctx.y_forget.cpu(), ctx.extras["forget_targets"].cpu(),
+                                     margin=cfg.hinge_margin, ridge=cfg.head_edit_ridge)
+    with torch.no_grad():
+        head.weight.add_(d_w.to(head.weight.device))
+        if d_b is not None:
+            head.bias.add_(d_b.to(head.bias.device))
+    ctx.extras["head_edit"] = dataclasses.asdict(info)
 
 
 def _distill(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
