@@ -118,3 +118,24 @@ def test_the_field_is_hashed_only_when_set_and_only_for_misclassify():
     assert "forget_phase" not in _hashed_config(UnlearnConfig(), ["repair"])
     assert _hashed_config(UnlearnConfig(forget_phase="head_edit"), ["repair"])["forget_phase"] == "head_edit"
     assert "forget_phase" not in _hashed_config(UnlearnConfig(forget_phase="head_edit"), ["repair"], "relabel")
+
+
+def test_the_proxy_features_come_from_the_outputs_cache_and_the_result_is_bit_identical_with_it_off(
+        setup, tmp_path, monkeypatch):
+    import l2ul.head_edit as head_edit
+
+    model, xf, yf, _, proxy = setup
+    cfg = UnlearnConfig(seed=0, forget_phase="head_edit", repair_steps=0)
+    monkeypatch.setenv("L2UL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("L2UL_CACHE", "0")
+    off = unlearn(model, xf, yf, data={"proxy": proxy}, config=cfg, progress=False)
+    monkeypatch.setenv("L2UL_CACHE", "1")
+    first = unlearn(model, xf, yf, data={"proxy": proxy}, config=cfg, progress=False)
+    calls = []
+    real = head_edit.head_features
+    monkeypatch.setattr(head_edit, "head_features", lambda m, h, x, *a: calls.append(x.shape[0]) or real(m, h, x, *a))
+    second = unlearn(model, xf, yf, data={"proxy": proxy}, config=cfg, progress=False)
+    assert calls == [K]                                   # only the forget set's features: the proxy's were cached
+    assert list((tmp_path / "outputs").glob("features-*.safetensors"))
+    for r in (first, second):
+        assert all(torch.equal(a, b) for a, b in zip(off.model.state_dict().values(), r.model.state_dict().values()))

@@ -32,7 +32,7 @@ from torch import nn
 from .evaluation import DataLike, Predictions, as_loader, predict
 from .safety import atomic_path
 
-__all__ = ["cached_predict", "cache_enabled", "outputs_cache_dir"]
+__all__ = ["cached_predict", "cached_head_features", "cache_enabled", "outputs_cache_dir"]
 
 #: Part of every key: bumped if what is stored for a key changes.
 FORMAT = "1"
@@ -118,3 +118,41 @@ def cached_predict(model: nn.Module, data: DataLike, *, batch_size: Optional[int
 def _marked(p: Predictions, from_cache: bool) -> Predictions:
     object.__setattr__(p, "from_cache", from_cache)   # Predictions is a frozen dataclass
     return p
+
+
+def cached_head_features(model: nn.Module, head: nn.Module, images: torch.Tensor, *, batch_size: int,
+                         device: Union[str, torch.device], enabled: Optional[bool] = None,
+                         cache_dir: Union[str, Path, None] = None) -> torch.Tensor:
+    """The inputs of ``head`` (a layer of ``model``) on ``images``, float64 on the CPU
+    (:func:`l2ul.head_edit.head_features`), from the same cache as :func:`cached_predict` under a key that also
+    names the layer: ``repair --forget-phase head_edit`` reads the original model's features of its proxy images
+    once per model and proxy, as the repair reads the teacher logits."""
+    from .head_edit import head_features
+
+    dev = torch.device(device)
+    if not cache_enabled(enabled):
+        return head_features(model, head, images, batch_size, dev)
+    name = next((n for n, m in model.named_modules() if m is head), "?")
+    no_labels = torch.zeros(images.shape[0], dtype=torch.long)
+    key = "features-" + hashlib.sha256(f"{name}:{_key(model, (images, no_labels), batch_size, dev)}".encode()).hexdigest()[:40]
+    path = outputs_cache_dir(cache_dir) / f"{key}.safetensors"
+    if path.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                if (f.metadata() or {}).get("key") == key:
+                    feats = f.get_tensor("features")
+                    if feats.shape[0] == images.shape[0]:
+                        return feats
+        except Exception:  # a damaged or foreign cache file is ignored and rewritten
+            pass
+    feats = head_features(model, head, images, batch_size, dev)
+    from safetensors.torch import save_file
+
+    try:
+        with atomic_path(path) as tmp:
+            save_file({"features": feats.contiguous()}, str(tmp), metadata={"key": key, "format": FORMAT})
+    except OSError:
+        pass  # an unwritable cache folder only costs the recomputation next time
+    return feats

@@ -268,13 +268,15 @@ def _apply_head_edit(ctx: MethodContext) -> None:
     on (the held-out slice left out). What it did is kept in ``ctx.extras["head_edit"]``."""
     from ..attacks import frozen_eval
     from ..head_edit import classifier_head, head_features, solve_head_edit
+    from ..output_cache import cached_head_features
 
     cfg, model = ctx.config, ctx.model
     proxy = ctx.ingredients["proxy"].images[ctx.extras["proxy_train"]]
     with frozen_eval(model):
         head = classifier_head(model, ctx.x_forget[:2])
         batch = cfg.eval_batch(ctx.device)
-        fp = head_features(model, head, proxy, batch, ctx.device)
+        # the same for every request on this model and proxy, like the teacher logits: from the outputs cache
+        fp = cached_head_features(model, head, proxy, batch_size=batch, device=ctx.device)
         ff = head_features(model, head, ctx.x_forget, batch, ctx.device)
     d_w, d_b, info = solve_head_edit(head.weight.detach().cpu(), None if head.bias is None else head.bias.detach().cpu(),
                                      fp, ff, ctx.y_forget.cpu(), ctx.extras["forget_targets"].cpu(),
