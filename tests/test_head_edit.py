@@ -139,3 +139,76 @@ def test_the_proxy_features_come_from_the_outputs_cache_and_the_result_is_bit_id
     assert list((tmp_path / "outputs").glob("features-*.safetensors"))
     for r in (first, second):
         assert all(torch.equal(a, b) for a, b in zip(off.model.state_dict().values(), r.model.state_dict().values()))
+
+
+def test_head_only_change_names_the_final_layer_only_when_it_is_all_that_changed(setup):
+    import copy
+
+    from l2ul.head_edit import head_features, head_logits, head_only_change
+
+    model, xf, *_ = setup
+    probe = xf[:2]
+    edited = copy.deepcopy(model)
+    assert head_only_change(model, edited, probe) is None                    # nothing changed
+    with torch.no_grad():
+        edited.fc.weight[0, 0] += 1.0
+    assert head_only_change(model, edited, probe) == "fc"
+    # its outputs are the edited head on the original's features, bit for bit, in the same batches
+    feats = head_features(model, model.fc, xf, 8, torch.device("cpu"))
+    assert torch.equal(head_logits(edited.fc, feats, 8), predict_logits(edited, xf, 8))
+    other = copy.deepcopy(edited)
+    with torch.no_grad():
+        next(p for n, p in other.named_parameters() if not n.startswith("fc")).add_(1e-3)
+    assert head_only_change(model, other, probe) is None                     # another layer changed too
+
+
+def predict_logits(model, x, batch):
+    from l2ul.evaluation import predict
+
+    return predict(model, (x, torch.zeros(x.shape[0], dtype=torch.long)), batch_size=batch).logits
+
+
+def test_a_fast_request_is_evaluated_from_the_original_features_with_the_same_figures(tmp_path, monkeypatch):
+    """``l2ul unlearn --preset fast``: the result differs from the original only in its head, so D_r and D_test
+    are measured as that head on the original's cached features, with exactly the figures of a forward pass
+    (the shortcut turned off), the same model and figures with the cache on, warm and off, and the warm
+    request runs no forward pass over D_r or D_test."""
+    import json
+
+    import numpy as np
+
+    import l2ul.request_figures as figures
+    from l2ul.cli import main
+
+    base = tmp_path / "base.safetensors"
+    assert main(["pretrain", "--arch", "small_cnn", "--dataset", "digits", "--recipe", "quick", "--epochs", "3",
+                 "--out", str(base), "--quiet"]) == 0
+    _, _, _, xte, _ = digits_setup()
+    proxy = tmp_path / "proxy.npz"
+    np.savez(proxy, x=xte[:200].numpy())
+    monkeypatch.setenv("L2UL_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["--model", str(base), "--forget-ids", "3,17,42", "--proxy-data", f"npz:{proxy}", "--preset", "fast",
+            "--retain-eval-size", "300", "--quiet"]
+    used, real = [], figures._head_only_after
+    monkeypatch.setattr(figures, "_head_only_after", lambda *a, **kw: used.append(real(*a, **kw)) or used[-1])
+    reports = {}
+    for run, env in (("cold", "1"), ("warm", "1"), ("off", "0")):
+        monkeypatch.setenv("L2UL_CACHE", env)
+        out = tmp_path / f"{run}.safetensors"
+        assert main(["unlearn", *args, "--out", str(out)]) == 0
+        reports[run] = json.loads(open(str(out) + ".report.json").read())
+    assert len(used) == 3 and all(u is not None for u in used)              # the shortcut served every run
+    monkeypatch.setattr(figures, "_head_only_after", lambda *a, **kw: None)  # a forward pass instead
+    assert main(["unlearn", *args, "--out", str(tmp_path / "forward.safetensors")]) == 0
+    forward = json.loads(open(str(tmp_path / "forward.safetensors") + ".report.json").read())
+    assert reports["cold"]["metrics"] == reports["warm"]["metrics"] == reports["off"]["metrics"] == forward["metrics"]
+    assert reports["cold"]["metrics"]["acc_forget"] == 0.0
+    assert [p["steps"] for p in reports["cold"]["phases"]] == [0, 0]          # the edit, no repair step
+    assert len(list((tmp_path / "cache" / "outputs").glob("features-*"))) == 3   # proxy, D_r sample, D_test
+
+
+def test_the_head_edit_is_refused_for_another_task_before_any_work(setup):
+    model, xf, yf, _, proxy = setup
+    with pytest.raises(ConfigError, match="misclassify task"):
+        unlearn(model, xf, yf, data={"proxy": proxy}, task="relabel", targets=(yf + 1) % 10, progress=False,
+                config=UnlearnConfig(seed=0, forget_phase="head_edit"))

@@ -303,6 +303,7 @@ def unlearn(model: nn.Module, forget_images: torch.Tensor, forget_labels, *, met
         check_finite_model(model)
     m = get_method(method)
     _check_task(m, task, reference)
+    m.check_request(task, cfg)
     x_f, y_f = _as_tensors(forget_images, forget_labels, "forget")
     data = {**(data or {}), **({"retain": retain} if retain is not None else {})}
     _check_data(m, data)

@@ -64,21 +64,54 @@ def classifier_head(model: nn.Module, probe: torch.Tensor) -> nn.Linear:
     return head
 
 
-def head_features(model: nn.Module, head: nn.Linear, images: torch.Tensor, batch_size: int,
-                  device: torch.device) -> torch.Tensor:
-    """The inputs of ``head`` on ``images`` (eval mode, no gradients), float64, on the CPU."""
+def head_features(model: nn.Module, head: nn.Linear, data, batch_size: int, device: torch.device) -> torch.Tensor:
+    """The inputs of ``head`` on ``data`` (an image tensor, or any data :func:`l2ul.evaluation.as_loader`
+    takes), in batches of ``batch_size`` in eval mode without gradients: float64 (exact copies of the float32
+    inputs), on the CPU."""
+    from .evaluation import as_loader
+
+    if isinstance(data, torch.Tensor):
+        data = (data, torch.zeros(data.shape[0], dtype=torch.long))
     out = []
     hook = head.register_forward_hook(lambda m, i, o: out.append(i[0].detach().reshape(i[0].shape[0], -1)))
     was = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for s in range(0, images.shape[0], batch_size):
-                model(images[s:s + batch_size].to(device))
+            for batch in as_loader(data, batch_size):
+                model(batch[0].to(device))
     finally:
         hook.remove()
         model.train(was)
     return torch.cat(out).double().cpu()
+
+
+def head_logits(head: nn.Linear, features: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``head`` applied to ``features`` (from :func:`head_features`) in batches of ``batch_size``: the logits
+    of a model whose other layers are those the features were read from."""
+    w = head.weight.detach()
+    b = None if head.bias is None else head.bias.detach()
+    with torch.inference_mode():
+        return torch.cat([torch.nn.functional.linear(features[s:s + batch_size].to(w.device, w.dtype), w, b).cpu()
+                          for s in range(0, features.shape[0], batch_size)])
+
+
+def head_only_change(original: nn.Module, edited: nn.Module, probe: torch.Tensor) -> Optional[str]:
+    """The name of the final linear layer if it is all that differs between the two models' states (and it
+    produces the edited model's logits, checked on ``probe``), else ``None``: then the edited model's outputs
+    are its head applied to the original's features (:func:`head_logits`), with no forward pass."""
+    a, b = original.state_dict(), edited.state_dict()
+    if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
+        return None
+    changed = {k.rsplit(".", 1)[0] for k in a if not torch.equal(a[k].cpu(), b[k].cpu())}
+    if len(changed) != 1:
+        return None
+    name = changed.pop()
+    try:
+        head = classifier_head(edited, probe)
+    except ConfigError:
+        return None
+    return name if dict(edited.named_modules()).get(name) is head else None
 
 
 def _augmented(features: torch.Tensor, bias: bool) -> torch.Tensor:

@@ -120,21 +120,25 @@ def _marked(p: Predictions, from_cache: bool) -> Predictions:
     return p
 
 
-def cached_head_features(model: nn.Module, head: nn.Module, images: torch.Tensor, *, batch_size: int,
+def cached_head_features(model: nn.Module, head: nn.Module, images, *, batch_size: int,
                          device: Union[str, torch.device], enabled: Optional[bool] = None,
                          cache_dir: Union[str, Path, None] = None) -> torch.Tensor:
-    """The inputs of ``head`` (a layer of ``model``) on ``images``, float64 on the CPU
-    (:func:`l2ul.head_edit.head_features`), from the same cache as :func:`cached_predict` under a key that also
-    names the layer: ``repair --forget-phase head_edit`` reads the original model's features of its proxy images
-    once per model and proxy, as the repair reads the teacher logits."""
+    """The inputs of ``head`` (a layer of ``model``) on ``images`` (a tensor, or data as for
+    :func:`cached_predict`), float64 on the CPU (:func:`l2ul.head_edit.head_features`), from the same cache as
+    :func:`cached_predict` under a key that also names the layer: ``repair --forget-phase head_edit`` reads the
+    original model's features of its proxy images once per model and proxy, as the repair reads the teacher
+    logits, and a request whose result differs from the original only in that layer is evaluated from the
+    original's features of D_r and D_test (:mod:`l2ul.request_figures`)."""
     from .head_edit import head_features
 
     dev = torch.device(device)
     if not cache_enabled(enabled):
         return head_features(model, head, images, batch_size, dev)
     name = next((n for n, m in model.named_modules() if m is head), "?")
-    no_labels = torch.zeros(images.shape[0], dtype=torch.long)
-    key = "features-" + hashlib.sha256(f"{name}:{_key(model, (images, no_labels), batch_size, dev)}".encode()).hexdigest()[:40]
+    data = (images, torch.zeros(images.shape[0], dtype=torch.long)) if isinstance(images, torch.Tensor) else images
+    base = _key(model, data, batch_size, dev)                   # "<hash>-<number of images>"
+    n = int(base.rsplit("-", 1)[1])
+    key = "features-" + hashlib.sha256(f"{name}:{base}".encode()).hexdigest()[:40]
     path = outputs_cache_dir(cache_dir) / f"{key}.safetensors"
     if path.is_file():
         try:
@@ -143,11 +147,11 @@ def cached_head_features(model: nn.Module, head: nn.Module, images: torch.Tensor
             with safe_open(str(path), framework="pt") as f:
                 if (f.metadata() or {}).get("key") == key:
                     feats = f.get_tensor("features")
-                    if feats.shape[0] == images.shape[0]:
+                    if feats.shape[0] == n:
                         return feats
         except Exception:  # a damaged or foreign cache file is ignored and rewritten
             pass
-    feats = head_features(model, head, images, batch_size, dev)
+    feats = head_features(model, head, data, batch_size, dev)
     from safetensors.torch import save_file
 
     try:

@@ -63,25 +63,60 @@ def evaluate_request(original: nn.Module, result, bundle, request, eval_ids: np.
     if eval_sample is not None:
         preds["retain"] = preds["retain"].subset(np.searchsorted(eval_sample, eval_ids))
     before = evaluate_model(preds, seed=seed, mia_max_samples=mia_max_samples)
+    after = _head_only_after(original, result, sets, preds, whole.get("retain"), eval_sample, eval_ids,
+                             batch_size=batch_size, cache=cache)
     return measure_request(before, result, bundle, request, sets, seed=seed, mia_max_samples=mia_max_samples,
-                           batch_size=batch_size, progress=progress)
+                           batch_size=batch_size, progress=progress, after=after)
+
+
+def _head_only_after(original: nn.Module, result, sets, preds, whole_retain, eval_sample, eval_ids, *,
+                     batch_size: Optional[int], cache: Optional[bool]):
+    """The unlearned model's predictions on ``sets`` without a forward pass over D_r and D_test, when only its
+    final linear layer differs from the original's (``repair --forget-phase head_edit``,
+    :func:`l2ul.head_edit.head_only_change`): that layer applied to the original's features, read with the
+    original's outputs (:func:`l2ul.output_cache.cached_head_features`, once per model and data; computed
+    afresh with the cache off, so the figures do not depend on the cache). ``None`` otherwise."""
+    from .evaluation import Predictions, predict
+    from .head_edit import head_logits, head_only_change
+    from .output_cache import cached_head_features
+
+    if result.status == "diverged":
+        return None
+    x_forget = sets["forget"][0]
+    name = head_only_change(original, result.model, x_forget[:2].to(result.device))
+    if name is None:
+        return None
+    from .config import default_eval_batch
+
+    bs = batch_size or default_eval_batch(result.device)
+    orig_head, new_head = (dict(m.named_modules())[name] for m in (original, result.model))
+    feats = {s: cached_head_features(original, orig_head, data, batch_size=bs, device=result.device, enabled=cache)
+             for s, data in (("retain", whole_retain if whole_retain is not None else sets["retain"]),
+                             ("test", sets["test"]))}
+    if whole_retain is not None:
+        feats["retain"] = feats["retain"][np.searchsorted(eval_sample, eval_ids)]
+    after = {s: Predictions(head_logits(new_head, feats[s], bs), preds[s].labels) for s in feats}
+    after["forget"] = predict(result.model, sets["forget"], batch_size=bs, device=result.device)
+    return after
 
 
 def measure_request(before, result, bundle, request, sets: Dict[str, Any], *, seed: int,
                     mia_max_samples: Optional[int], mia_attack: str = "svc", batch_size: Optional[int] = None,
-                    progress: bool = False):
+                    progress: bool = False, after: Optional[Dict[str, Any]] = None):
     """The unlearned model's figures against the original's ``before`` (a
     :class:`~l2ul.evaluation.ModelEvaluation` on ``sets``: ``forget``, ``retain``, ``test``), the per-instance
     outcome with its membership evidence, the per-class D_test accuracy, and the unlearned model's
-    predictions on ``sets`` (``None`` for a diverged result)."""
+    predictions on ``sets`` (``None`` for a diverged result; ``after``: those predictions, when the caller
+    already has them)."""
     from .audit import per_class_accuracy
     from .evaluation import evaluate_unlearning, predict_splits
     from .membership import add_membership_evidence
 
     ids = [bundle.train_ids[i] for i in request.ids]
-    after = None
     if result.status != "diverged":
-        after = predict_splits(result.model, **sets, batch_size=batch_size, device=result.device, progress=progress)
+        if after is None:
+            after = predict_splits(result.model, **sets, batch_size=batch_size, device=result.device,
+                                   progress=progress)
         metrics = evaluate_unlearning(before, after, ids=ids, targets=request.targets, **sets, seed=seed,
                                       batch_size=batch_size, mia_max_samples=mia_max_samples, mia_attack=mia_attack)
         per_inst = metrics.pop("per_instance")

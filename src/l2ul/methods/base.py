@@ -185,6 +185,10 @@ class UnlearningMethod:
     #: the tasks it can do (l2ul.config.TASKS); "unseen" needs a loss-band forget term (see methods.repair)
     tasks: Tuple[str, ...] = ("misclassify", "relabel")
 
+    def check_request(self, task: str, config) -> None:
+        """Refuse (with :class:`~l2ul.errors.ConfigError`) a setting this method cannot honour for ``task``;
+        the engine calls it before any work. Nothing to refuse by default."""
+
     def setup(self, ctx: MethodContext) -> None:
         """Called once after the ingredients are prepared, before the first phase."""
 

@@ -148,6 +148,13 @@ class Repair(UnlearningMethod):
     source = "l2ul; DeepInversion (Yin et al., CVPR 2020) for the data-free proxy"
     tasks = ("misclassify", "relabel", "unseen")
 
+    def check_request(self, task: str, config) -> None:
+        if config.forget_phase != "sgd" and task != "misclassify":
+            from ..errors import ConfigError
+
+            raise ConfigError(f"forget_phase {config.forget_phase!r} (and --preset fast) is for the misclassify "
+                              f"task; this request's task is {task}: use --forget-phase sgd", field="forget_phase")
+
     def setup(self, ctx: MethodContext) -> None:
         if ctx.task == "unseen":
             ctx.extras["forget_targets"] = None      # the bands are the targets (ctx.bands)
