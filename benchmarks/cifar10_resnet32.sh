@@ -6,7 +6,8 @@
 # reproduces them (the rule off); the relabel steps run with it.
 # Usage: bash benchmarks/cifar10_resnet32.sh [SHARED_DIR] [STEP...]   (steps: repair_proxy repair_free
 #        repair_relabel_proxy repair_relabel_free repair_free_kd repair_free_synth400_cosine
-#        repair_relabel_free_synth400_cosine repair_relabel_free_kd3_synth400_cosine repair_relabel_free_long)
+#        repair_relabel_free_synth400_cosine repair_relabel_free_kd3_synth400_cosine repair_relabel_free_long
+#        head_edit_proxy)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 STEPS=${*:-repair_proxy repair_free repair_relabel_proxy repair_relabel_free}
@@ -18,6 +19,9 @@ OUT=benchmarks/results
 OLD_SYNTH=(--synth-steps 200 --synth-schedule constant)
 for step in $STEPS; do
   case $step in
+    head_edit_proxy)  # --preset fast's forget phase (the closed-form head edit, no repair steps), with proxy, k = 16
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
+        --forget-phase head_edit --repair-steps 0 --out $OUT/resnet32_head_edit_proxy --no-progress ;;
     repair_proxy)  # the default method with 5,000 unlabeled test images as proxy (D_test: the other 5,000)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
         --repair-stop-kl 0 --out $OUT/resnet32_repair_proxy --no-progress ;;

@@ -55,7 +55,9 @@ def classifier_head(model: nn.Module, probe: torch.Tensor) -> nn.Linear:
     hook = head.register_forward_hook(lambda m, i, o: seen.__setitem__("out", o))
     try:
         with torch.no_grad():
-            logits = model(probe)
+            from .evaluation import _logits_of
+
+            logits = _logits_of(model(probe))        # (a model may return an output object, as Hugging Face's)
     finally:
         hook.remove()
     if "out" not in seen or seen["out"].shape != logits.shape or not torch.equal(seen["out"], logits):
