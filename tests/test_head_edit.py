@@ -95,6 +95,7 @@ def test_head_edit_forgets_in_zero_steps_in_the_head_alone_and_holds_with_the_or
     sgd = unlearn(model, xf, yf, data={"proxy": proxy}, config=cfg, progress=False)
     assert edit.converged and edit.forget_accuracy == 0.0 and edit.holds_with_original_bn_stats is True
     assert edit.phases[0]["steps"] == 0 and "after 0 steps" in edit.phases[0]["message"]
+    assert edit.phases[0]["message"].startswith("head edit: ") and f"of {K} instances" in edit.phases[0]["message"]
     assert accuracy(edit.model, xr, yr) >= accuracy(sgd.model, xr, yr) + 0.10
     before, after = dict(model.named_parameters()), dict(edit.model.named_parameters())
     changed = {n for n in before if not torch.equal(before[n], after[n])}

@@ -144,8 +144,8 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
     params = [p for p in work.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("the model has no trainable parameters")
-    if phase.on_start is not None:
-        phase.on_start(ctx)
+    # what the start did, when it says (e.g. a closed-form edit): the first words of the phase's message
+    started = phase.on_start(ctx) if phase.on_start is not None else None
     opt = phase.make_optimizer(params)
     sched = phase.make_scheduler(opt) if phase.make_scheduler is not None else None
     repair = phase.kind == "repair"
@@ -205,6 +205,8 @@ def _run_phase(phase: Phase, work: nn.Module, ctx: MethodContext, check: _Checke
         run.status = "converged" if run.status != "diverged" else "rolled_back"
     elif run.status == "diverged":
         run.message += "; the model is unusable"
+    if isinstance(started, str):
+        run.message = f"{started}; {run.message}"
     return run
 
 

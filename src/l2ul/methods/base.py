@@ -95,8 +95,8 @@ class Phase:
     ``"freeze"``, the batch-norm mode during its steps. ``make_scheduler(optimizer)``: an optional
     learning-rate scheduler, stepped after every optimiser step. ``on_start(ctx)``: called once as the phase
     starts (e.g. to re-read a target from the model as the earlier phases left it, or to edit the model in
-    closed form). ``check_first``: a forget phase checks the task once before its first step and ends with 0
-    steps if it already holds.
+    closed form; a string it returns begins the phase's message). ``check_first``: a forget phase checks
+    the task once before its first step and ends with 0 steps if it already holds.
     """
 
     name: str
@@ -107,7 +107,7 @@ class Phase:
     bn: str = "train"
     should_stop: Optional[Callable[[int, MethodContext], bool]] = None
     make_scheduler: Optional[Callable[[torch.optim.Optimizer], Any]] = None
-    on_start: Optional[Callable[["MethodContext"], None]] = None
+    on_start: Optional[Callable[["MethodContext"], Optional[str]]] = None
     #: a forget phase that checks the task before its first step: 0 steps when ``on_start`` already reached it
     check_first: bool = False
 

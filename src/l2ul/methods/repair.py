@@ -268,11 +268,12 @@ def _band_phase(ctx: MethodContext) -> Phase:
     return Phase("optimization", "forget", cfg.max_steps, sgd(cfg), loss, bn="freeze")
 
 
-def _apply_head_edit(ctx: MethodContext) -> None:
+def _apply_head_edit(ctx: MethodContext) -> str:
     """``forget_phase="head_edit"``: edit the final linear layer of the working model in closed form
     (:mod:`l2ul.head_edit`) so that every forget instance's fixed nearest-class target leads its label by
     ``hinge_margin``, with the least mean squared change of the logits on the proxy images the repair distils
-    on (the held-out slice left out). What it did is kept in ``ctx.extras["head_edit"]``."""
+    on (the held-out slice left out). What it did is kept in ``ctx.extras["head_edit"]`` and returned as the
+    first words of the forget phase's message."""
     from ..attacks import frozen_eval
     from ..head_edit import classifier_head, head_features, solve_head_edit
     from ..output_cache import cached_head_features
@@ -293,6 +294,9 @@ def _apply_head_edit(ctx: MethodContext) -> None:
         if d_b is not None:
             head.bias.add_(d_b.to(head.bias.device))
     ctx.extras["head_edit"] = dataclasses.asdict(info)
+    short = f"; {info.unmet} still short of the margin: SGD steps follow" if info.unmet else ""
+    return (f"head edit: {info.active} of {info.k} instances moved to {cfg.hinge_margin:g} logit past their nearest "
+            f"class, root mean squared change of the proxy logits {info.rms_change:.3g}{short}")
 
 
 def _distill(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
