@@ -11,7 +11,8 @@
 #        repair_relabel_free_kd3_synth400_cosine repair_free_long_synth400_cosine
 #        repair_continual_free_long_synth400_cosine repair_continual_free_original_synth400_cosine
 #        repair_relabel_proxy_kd3 repair_free_k128_synth400_cosine repair_free_k64_synth400_cosine
-#        repair_continual_free_original_seeds12 repair_continual_proxy_logit_seeds12 head_edit_proxy head_edit_free)
+#        repair_continual_free_original_seeds12 repair_continual_proxy_logit_seeds12 head_edit_proxy head_edit_free
+#        repair_free_k128_long_synth400_cosine)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 # The repair steps committed before 0.4's logit term (repair_logit_weight 10) pass --repair-logit-weight 0, which
@@ -224,6 +225,10 @@ for step in $STEPS; do
     repair_free_k128_synth400_cosine)  # data-free k = 128 with the 0.4.0 defaults alone (the better synthesis)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
         --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_free_k128_synth400_cosine --no-progress ;;
+    repair_free_k128_long_synth400_cosine)  # the same with the repair budget doubled (--repair-steps 600, no forget_kd):
+                                            # the evidence for a default budget that grows with k
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 --repair-steps 600 \
+        --out $OUT/resnet20_repair_free_k128_long_synth400_cosine --no-progress ;;
     repair_free_k64_synth400_cosine)  # data-free k = 64 with the 0.4.0 defaults
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64 --seeds 0,1,2 \
         --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_free_k64_synth400_cosine --no-progress ;;
