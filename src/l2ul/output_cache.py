@@ -68,19 +68,39 @@ def _key(model: nn.Module, data: DataLike, batch_size: int, device: torch.device
     return f"{h.hexdigest()[:40]}-{n}"
 
 
-def _read(path: Path, key: str) -> Optional[Predictions]:
+def _read_tensors(path: Path, key: str, names) -> Optional[dict]:
+    """The tensors ``names`` of the cache file at ``path`` if it holds ``key``, else ``None``."""
     from safetensors import safe_open
 
+    if not path.is_file():
+        return None
     try:
         with safe_open(str(path), framework="pt") as f:
             if (f.metadata() or {}).get("key") != key:
                 return None
-            logits, labels = f.get_tensor("logits"), f.get_tensor("labels")
-        if logits.shape[0] != labels.shape[0] or logits.shape[0] != int(key.rsplit("-", 1)[1]):
-            return None
-        return Predictions(logits, labels)
+            return {n: f.get_tensor(n) for n in names}
     except Exception:  # a damaged or foreign cache file is ignored and rewritten
         return None
+
+
+def _write_tensors(path: Path, key: str, tensors: dict) -> None:
+    from safetensors.torch import save_file
+
+    try:
+        with atomic_path(path) as tmp:
+            save_file({n: t.contiguous() for n, t in tensors.items()}, str(tmp), metadata={"key": key, "format": FORMAT})
+    except OSError:
+        pass  # an unwritable cache folder only costs the recomputation next time
+
+
+def _read(path: Path, key: str) -> Optional[Predictions]:
+    got = _read_tensors(path, key, ("logits", "labels"))
+    if got is None:
+        return None
+    logits, labels = got["logits"], got["labels"]
+    if logits.shape[0] != labels.shape[0] or logits.shape[0] != int(key.rsplit("-", 1)[1]):
+        return None
+    return Predictions(logits, labels)
 
 
 def cached_predict(model: nn.Module, data: DataLike, *, batch_size: Optional[int] = None,
@@ -99,19 +119,11 @@ def cached_predict(model: nn.Module, data: DataLike, *, batch_size: Optional[int
         batch_size = default_eval_batch(dev)
     key = _key(model, data, batch_size, dev)
     path = outputs_cache_dir(cache_dir) / f"{key}.safetensors"
-    if path.is_file():
-        hit = _read(path, key)
-        if hit is not None:
-            return _marked(hit, True)
+    hit = _read(path, key)
+    if hit is not None:
+        return _marked(hit, True)
     out = predict(model, data, batch_size=batch_size, device=device, progress=progress)
-    from safetensors.torch import save_file
-
-    try:
-        with atomic_path(path) as tmp:
-            save_file({"logits": out.logits.contiguous(), "labels": out.labels.contiguous()}, str(tmp),
-                      metadata={"key": key, "format": FORMAT})
-    except OSError:
-        pass  # an unwritable cache folder only costs the recomputation next time
+    _write_tensors(path, key, {"logits": out.logits, "labels": out.labels})
     return _marked(out, False)
 
 
@@ -132,31 +144,16 @@ def cached_head_features(model: nn.Module, head: nn.Module, images, *, batch_siz
     from .head_edit import head_features
 
     dev = torch.device(device)
-    if not cache_enabled(enabled):
-        return head_features(model, head, images, batch_size, dev)
-    name = next((n for n, m in model.named_modules() if m is head), "?")
     data = (images, torch.zeros(images.shape[0], dtype=torch.long)) if isinstance(images, torch.Tensor) else images
+    if not cache_enabled(enabled):
+        return head_features(model, head, data, batch_size, dev)
+    name = next((n for n, m in model.named_modules() if m is head), "?")
     base = _key(model, data, batch_size, dev)                   # "<hash>-<number of images>"
-    n = int(base.rsplit("-", 1)[1])
     key = "features-" + hashlib.sha256(f"{name}:{base}".encode()).hexdigest()[:40]
     path = outputs_cache_dir(cache_dir) / f"{key}.safetensors"
-    if path.is_file():
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                if (f.metadata() or {}).get("key") == key:
-                    feats = f.get_tensor("features")
-                    if feats.shape[0] == n:
-                        return feats
-        except Exception:  # a damaged or foreign cache file is ignored and rewritten
-            pass
+    hit = _read_tensors(path, key, ("features",))
+    if hit is not None and hit["features"].shape[0] == int(base.rsplit("-", 1)[1]):
+        return hit["features"]
     feats = head_features(model, head, data, batch_size, dev)
-    from safetensors.torch import save_file
-
-    try:
-        with atomic_path(path) as tmp:
-            save_file({"features": feats.contiguous()}, str(tmp), metadata={"key": key, "format": FORMAT})
-    except OSError:
-        pass  # an unwritable cache folder only costs the recomputation next time
+    _write_tensors(path, key, {"features": feats})
     return feats
