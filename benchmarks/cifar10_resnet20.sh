@@ -20,6 +20,8 @@ SHARED=${1:-../shared}; shift || true
 # the 0.4 defaults. peers_k16 started before it too, so its repair row is the KL-only repair.
 # Every repair step that ran before 0.4's small-KL stop (repair_stop_kl 0.005) passes --repair-stop-kl 0, which
 # reproduces it (the rule was off); repair_continual_free is the first run with it on.
+# The steps at k >= 100 committed before 0.4.0's automatic repair budget (300 steps, 600 from 100 instances on)
+# pass --repair-steps 300, which reproduces them; at k = 128 the automatic budget is repair_*_k128_long's 600.
 STEPS=${*:-grid grid_k64 grid_k128 grid_nearest nearest_k64 oracle continual continual_nearest}
 MODEL=(--arch resnet20 --weights "$SHARED/datasets/pretrained/cifar10_resnet20-12fca82f.th")
 DATA=(--dataset "cifar10-jpeg:$SHARED/datasets/cifar10_jpeg.npz")
@@ -109,10 +111,10 @@ for step in $STEPS; do
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 1 --seeds 0,1,2 \
         --repair-logit-weight 0 --repair-stop-kl 0 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_k1 --no-progress ;;
     repair_proxy_large)
-      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 --proxy-test-split 5000 \
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 --repair-steps 300 --proxy-test-split 5000 \
         --repair-logit-weight 0 --repair-stop-kl 0 --out $OUT/resnet20_repair_proxy_large --no-progress ;;
     repair_free_large)
-      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 \
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 --repair-steps 300 \
         --repair-stop-kl 0 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_large --no-progress ;;
     repair_continual_proxy)  # 8 successive requests of 16, each repaired toward the model before it
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --proxy-test-split 5000 \
@@ -135,7 +137,7 @@ for step in $STEPS; do
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
         --repair-stop-kl 0 --out $OUT/resnet20_repair_proxy_logit --no-progress ;;
     repair_proxy_large_logit)
-      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 --proxy-test-split 5000 \
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 64,128 --seeds 0,1,2 --repair-steps 300 --proxy-test-split 5000 \
         --repair-stop-kl 0 --out $OUT/resnet20_repair_proxy_large_logit --no-progress ;;
     repair_proxy_k128_long)  # the repair budget doubled at k = 128 (5a'': the 300 steps were spent in every cell)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 --proxy-test-split 5000 \
@@ -144,10 +146,10 @@ for step in $STEPS; do
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
         --repair-steps 600 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_k128_long --no-progress ;;
     repair_free_k128_kd)  # data-free k = 128 with distillation during the forget phase (forget_kd 3; 5b'')
-      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 --repair-steps 300 \
         --forget-kd 3 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_k128_kd --no-progress ;;
     repair_free_k128_kd10)  # the same with forget_kd 10 (probe: D_r 78.65 after the forget phase, against 75.55 with 3)
-      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 --repair-steps 300 \
         --forget-kd 10 "${OLD_SYNTH[@]}" --out $OUT/resnet20_repair_free_k128_kd10 --no-progress ;;
     repair_free_k128_kd10_long)  # forget_kd 10 with the doubled repair budget (the kd rows spent their 300 steps)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
@@ -223,7 +225,7 @@ for step in $STEPS; do
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 16 --seeds 0,1,2 --proxy-test-split 5000 \
         --relabel-random --relabel-forget-kd 3 --repair-stop-kl 0 --out $OUT/resnet20_repair_relabel_proxy_kd3 --no-progress ;;
     repair_free_k128_synth400_cosine)  # data-free k = 128 with the 0.4.0 defaults alone (the better synthesis)
-      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 \
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --k 128 --seeds 0,1,2 --repair-steps 300 \
         --synth-steps 400 --synth-schedule cosine --out $OUT/resnet20_repair_free_k128_synth400_cosine --no-progress ;;
     repair_free_k128_long_synth400_cosine)  # the same with the repair budget doubled (--repair-steps 600, no forget_kd):
                                             # the evidence for a default budget that grows with k

@@ -181,10 +181,10 @@ def test_committed_bench_folders_keep_their_settings_after_the_repair_defaults_c
 
     hashed = json.loads((RESULTS / folder / "settings.json").read_text())["hashed"]
     stored, proxy = hashed["config"], "proxy_test_split" in hashed
-    now = _hashed_config(UnlearnConfig(**config), methods, proxy=proxy)
+    now = _hashed_config(UnlearnConfig(**config), methods, proxy=proxy, ks=hashed["ks"])
     assert stored in (now, _legacy_hashed({"config": now})["config"])
     if methods == ["repair"]:
-        assert _hashed_config(UnlearnConfig(), methods, proxy=proxy) != stored
+        assert _hashed_config(UnlearnConfig(), methods, proxy=proxy, ks=hashed["ks"]) != stored
 
 
 def test_the_synthesis_default_change_leaves_proxy_folders_and_pinned_data_free_folders_resuming():
@@ -196,13 +196,54 @@ def test_the_synthesis_default_change_leaves_proxy_folders_and_pinned_data_free_
     free = json.loads((RESULTS / "resnet20_repair_free_synth400_cosine" / "settings.json").read_text())["hashed"]
     assert "proxy_test_split" not in free
     cfg = dict(repair_stop_kl=0.0)
-    assert _hashed_config(UnlearnConfig(**cfg), ["repair"]) == free["config"]          # now the default
-    assert _hashed_config(UnlearnConfig(**cfg, **OLD_SYNTH), ["repair"]) != free["config"]
+    assert _hashed_config(UnlearnConfig(**cfg), ["repair"], ks=[16]) == free["config"]          # now the default
+    assert _hashed_config(UnlearnConfig(**cfg, **OLD_SYNTH), ["repair"], ks=[16]) != free["config"]
     assert UnlearnConfig().synth_steps == 400 and UnlearnConfig().synth_schedule == "cosine"
     proxy = json.loads((RESULTS / "resnet20_repair_proxy_logit" / "settings.json").read_text())["hashed"]
     for synth in ({}, OLD_SYNTH, dict(synth_steps=7, synth_images=3)):
-        hashed = _hashed_config(UnlearnConfig(**cfg, **synth), ["repair"], proxy=True)
+        hashed = _hashed_config(UnlearnConfig(**cfg, **synth), ["repair"], proxy=True, ks=[16])
         assert hashed == proxy["config"] and not any(k.startswith("synth_") for k in hashed)
+
+
+def test_the_automatic_repair_budget_doubles_from_100_instances_and_resumes_the_folders_it_reproduces():
+    """0.4.0's automatic repair budget (repair_steps None): 300 steps, 600 from 100 instances on. A k = 128
+    folder made with --repair-steps 600 is the same computation as the new default there and resumes with it;
+    a k = 16 folder of the old default (300) resumes too; a folder of k = 64 and 128 together resumes only
+    with the --repair-steps 300 its bench step now pins."""
+    from l2ul.bench.store import _hashed_config
+
+    cfg = UnlearnConfig()
+    assert cfg.repair_steps is None
+    assert [cfg.repair_budget(k) for k in (1, 16, 64, 99, 100, 128, 1000)] == [300] * 4 + [600] * 3
+    assert UnlearnConfig(repair_steps=50).repair_budget(128) == 50 and UnlearnConfig(repair_steps=0).repair_budget(1) == 0
+
+    def stored(folder):
+        return json.loads((RESULTS / folder / "settings.json").read_text())["hashed"]
+
+    long = stored("resnet20_repair_proxy_k128_long")
+    assert long["ks"] == [128] and long["config"]["repair_steps"] == 600
+    assert _hashed_config(cfg, ["repair"], proxy=True, ks=long["ks"]) == long["config"]
+    assert _hashed_config(cfg.replace(repair_steps=300), ["repair"], proxy=True, ks=long["ks"]) != long["config"]
+    k16 = stored("resnet20_repair_proxy_logit")
+    assert _hashed_config(cfg.replace(repair_stop_kl=0.0), ["repair"], proxy=True, ks=k16["ks"]) == k16["config"]
+    both = stored("resnet20_repair_proxy_large_logit")
+    assert both["ks"] == [64, 128]
+    pinned = cfg.replace(repair_steps=300, repair_stop_kl=0.0)
+    assert _hashed_config(pinned, ["repair"], proxy=True, ks=both["ks"]) == both["config"]
+    assert _hashed_config(cfg.replace(repair_stop_kl=0.0), ["repair"], proxy=True, ks=both["ks"]) != both["config"]
+
+
+def test_the_repair_phase_runs_the_budget_of_its_request_size(setup):
+    """With the stopping rules off, the repair spends its whole budget: 600 steps for a request of 100
+    instances and 300 for one of 99 under the automatic budget, and an explicit repair_steps wins."""
+    model, *_ = setup
+    _, xtr, ytr, _, _ = digits_setup()
+    proxy = setup[4]
+    never_stop = CFG.replace(repair_tol=-1.0, repair_stop_kl=0.0)
+    for k, cfg, expected in ((100, never_stop, 600), (99, never_stop, 300), (100, never_stop.replace(repair_steps=40), 40)):
+        r = unlearn(model, xtr[:k], ytr[:k], method="repair", config=cfg, data={"proxy": proxy})
+        assert r.converged and r.forget_accuracy == 0.0
+        assert r.phases[1]["name"] == "repair" and r.phases[1]["steps"] == expected, (k, r.phases[1])
 
 
 def test_the_committed_relabel_folder_keeps_its_settings_and_the_new_relabel_default_does_not_resume_it():
@@ -214,14 +255,14 @@ def test_the_committed_relabel_folder_keeps_its_settings_and_the_new_relabel_def
     stored = json.loads((RESULTS / "resnet20_repair_relabel_proxy" / "settings.json").read_text())["hashed"]
     assert stored["task"] == "relabel"
     old = UnlearnConfig(relabel_forget_kd=0.0, repair_logit_weight=0.0, repair_stop_kl=0.0)
-    assert _hashed_config(old, ["repair"], "relabel", proxy=True) == stored["config"]
-    assert _hashed_config(UnlearnConfig(), ["repair"], "relabel", proxy=True) != stored["config"]
+    assert _hashed_config(old, ["repair"], "relabel", proxy=True, ks=[16]) == stored["config"]
+    assert _hashed_config(UnlearnConfig(), ["repair"], "relabel", proxy=True, ks=[16]) != stored["config"]
     assert "relabel_forget_kd" not in _hashed_config(UnlearnConfig(relabel_forget_kd=0.5), ["repair"])
     # 0.4.0 raised the default to 3: the folder of 1 (repair_relabel_proxy_kd) resumes with --relabel-forget-kd 1 only
     kd1 = json.loads((RESULTS / "resnet20_repair_relabel_proxy_kd" / "settings.json").read_text())["hashed"]["config"]
     assert _hashed_config(UnlearnConfig(relabel_forget_kd=1.0, repair_stop_kl=0.0), ["repair"], "relabel",
-                          proxy=True) == kd1
-    assert _hashed_config(UnlearnConfig(repair_stop_kl=0.0), ["repair"], "relabel", proxy=True) != kd1
+                          proxy=True, ks=[16]) == kd1
+    assert _hashed_config(UnlearnConfig(repair_stop_kl=0.0), ["repair"], "relabel", proxy=True, ks=[16]) != kd1
     # the unseen task has its own logit weight: its folders never hash repair_logit_weight
     assert "repair_logit_weight" not in _hashed_config(UnlearnConfig(), ["repair"], "unseen")
 

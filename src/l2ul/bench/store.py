@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ACCELERATOR_EVAL_BATCH, METHOD_GROUPS, UnlearnConfig
+from ..config import ACCELERATOR_EVAL_BATCH, METHOD_GROUPS, REPAIR_STEPS, UnlearnConfig
 from ..data import DatasetBundle
 from ..engine import ENGINE_REVISION
 from ..errors import L2ULError
@@ -59,7 +59,7 @@ def settings_hash(settings: Mapping[str, Any]) -> str:
 
 
 def _hashed_config(config: UnlearnConfig, methods: List[str], task: str = "misclassify",
-                   proxy: bool = False) -> Dict[str, Any]:
+                   proxy: bool = False, ks: Sequence[int] = ()) -> Dict[str, Any]:
     # fields added after 0.2 enter the hash only when set, so folders written by 0.2 keep resuming; the
     # fields of a method-specific group (METHOD_GROUPS) only when one of the folder's methods reads them, and
     # a field that only some tasks read only for those. With a proxy split no method synthesises, so the
@@ -72,6 +72,15 @@ def _hashed_config(config: UnlearnConfig, methods: List[str], task: str = "miscl
         # Like the device, it changes how predictions are batched, not the computation: the logits of 64 and
         # 1024 were bit-identical on the CIFAR ResNets and a 224-px ResNet-18 (BENCHMARKS.md section 6)
         hashed["eval_batch_size"] = ACCELERATOR_EVAL_BATCH
+    if "repair_steps" in hashed and hashed["repair_steps"] is None and ks:
+        # automatic since 0.4.0 (300, or 600 from LARGE_REQUEST instances on): hashed as the budget it resolves to
+        # when that is one number for every k of the folder, so a folder of 300 steps (where the field is left
+        # out, its old default) or of --repair-steps 600 at k = 128 resumes: its records are the same computation
+        budgets = {config.repair_budget(int(k)) for k in ks}
+        if len(budgets) == 1:
+            hashed["repair_steps"] = budgets.pop()
+            if hashed["repair_steps"] == REPAIR_STEPS:
+                del hashed["repair_steps"]
     return {k: v for k, v in hashed.items() if not (proxy and k.startswith(_SYNTH_PREFIX))}
 
 
@@ -102,7 +111,8 @@ def common_settings(model: nn.Module, bundle: DatasetBundle, config: UnlearnConf
         "dataset": {"name": bundle.name, "n_train": bundle.n_train, "n_test": bundle.n_test,
                     "num_classes": bundle.num_classes},
         "config": _hashed_config(config, methods, extra_hashed.get("task", "misclassify"),
-                                 proxy="proxy_test_split" in extra_hashed),
+                                 proxy="proxy_test_split" in extra_hashed,
+                                 ks=extra_hashed.get("ks") or ([extra_hashed["k"]] if "k" in extra_hashed else [])),
         "retain_eval_size_requested": retain_eval_size,
         "retain_eval_seed": RETAIN_EVAL_SEED,
         "retain_eval_sha": index_hash(retain_eval),

@@ -12,7 +12,7 @@ under a constraint that keeps the task satisfied with a margin:
 ``hinge_weight * mean(relu(z_y - max_{j != y} z_j + hinge_margin))`` on the forget set (for ``relabel``:
 ``relu(max_{j != t} z_j - z_t + margin)``; instances of earlier requests given as ``keep_forgotten`` data
 are constrained the same way) ``+ KL(original || current)`` on a batch of ``proxy_batch_size`` proxy images,
-with Adam at ``repair_lr`` 1e-4 decayed to 0 over ``repair_steps`` by a cosine schedule (the defaults since
+with Adam at ``repair_lr`` 1e-4 decayed to 0 over the step budget by a cosine schedule (the defaults since
 0.4; 0.3 used SGD 1e-3, constant, which left the data-free repair at D_r 49.9 on the ResNet-20 where Adam
 reached 79.3: BENCHMARKS.md 5b).
 The engine checks the task after every repair step and never returns a model for which it does not hold.
@@ -20,7 +20,8 @@ The repair stops on a documented criterion that never looks at the remaining tra
 data: every ``repair_check_every`` steps the KL divergence from the original model is measured on a held-out
 slice of the proxy (``proxy_holdout`` images never used for distillation); the repair stops when it is at most
 ``repair_stop_kl`` (0.005 nats, since 0.4), when it improved by less than ``repair_tol`` (relative) at two
-successive checks, or after ``repair_steps`` steps.
+successive checks, or after the step budget (``repair_steps``; automatic by default: 300 steps, 600 for a
+request of 100 or more instances, :meth:`l2ul.config.UnlearnConfig.repair_budget`).
 
 Proxy sources (``data={"proxy": images}``, ``--proxy-data SPEC``): any unlabeled in-domain images the model
 owner has (a validation split, public images, recent production inputs; labels are never read). Without
@@ -176,8 +177,9 @@ class Repair(UnlearningMethod):
 
     def phases(self, ctx: MethodContext):
         cfg = ctx.config
-        repair = Phase("repair", "repair", cfg.repair_steps, _repair_optimizer(cfg), self._repair_loss(ctx),
-                       bn="freeze", should_stop=_KLPlateau(ctx), make_scheduler=_repair_schedule(cfg))
+        budget = cfg.repair_budget(ctx.x_forget.shape[0])       # this request's instances (not keep_forgotten)
+        repair = Phase("repair", "repair", budget, _repair_optimizer(cfg), self._repair_loss(ctx),
+                       bn="freeze", should_stop=_KLPlateau(ctx), make_scheduler=_repair_schedule(cfg, budget))
         if ctx.task == "relabel" and cfg.relabel_forget_kd:
             return [self._kd_forget_phase(ctx, cfg.relabel_forget_kd), repair]
         if ctx.task == "misclassify":
@@ -330,11 +332,10 @@ def _constrained_set(ctx: MethodContext):
     return x, y
 
 
-def _repair_schedule(cfg, steps: Optional[int] = None):
-    """Cosine decay of the repair learning rate to 0 over ``repair_steps`` (or ``steps``;
+def _repair_schedule(cfg, steps: int):
+    """Cosine decay of the repair learning rate to 0 over ``steps`` (the phase's budget;
     ``repair_schedule="cosine"``, the default since 0.4, as in the probe that measured it:
     benchmarks/results/repair_probe.md), or none."""
-    steps = cfg.repair_steps if steps is None else steps
     if cfg.repair_schedule == "constant" or steps == 0:
         return None
     return lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
