@@ -28,23 +28,31 @@ from l2ul.evaluation import predict
 from l2ul.loading import load_model_from
 
 
+def chain_setup(shared: str):
+    """The shared CIFAR-10 copy, the shared ResNet-20 (eval mode), the bench's 8 continual forget sets of 16
+    (seed 0) and ``d_r(model)``: accuracy (%) on 2,000 remaining training images outside all 8 sets."""
+    b = load_dataset(f"cifar10-jpeg:{shared}/datasets/cifar10_jpeg.npz")
+    net = load_model_from(arch="resnet20", weights=f"{shared}/datasets/pretrained/cifar10_resnet20-12fca82f.th")
+    net.eval()
+    sets = continual_forget_sets(b.n_train, 8, 16, 0)
+    outside = np.setdiff1d(np.arange(b.n_train), np.concatenate(sets))
+    x_r, y_r = stack(b.train, [int(i) for i in np.random.default_rng(1).choice(outside, 2000, replace=False)])
+
+    def d_r(model) -> float:
+        return 100 * predict(model, (x_r, y_r)).preds.eq(y_r).float().mean().item()
+
+    return b, net, sets, d_r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", default="../shared")
     ap.add_argument("--every", type=int, default=25)
     ap.add_argument("--variants", default="keep,nokeep", help="comma-separated: keep, nokeep, fresh2")
     args = ap.parse_args()
-    b = load_dataset(f"cifar10-jpeg:{args.shared}/datasets/cifar10_jpeg.npz")
-    net = load_model_from(arch="resnet20", weights=f"{args.shared}/datasets/pretrained/cifar10_resnet20-12fca82f.th")
-    net.eval()
-    sets = continual_forget_sets(b.n_train, 8, 16, 0)
-    outside = np.setdiff1d(np.arange(b.n_train), np.concatenate(sets))
-    x_r, y_r = stack(b.train, [int(i) for i in np.random.default_rng(1).choice(outside, 2000, replace=False)])
+    b, net, sets, d_r = chain_setup(args.shared)
     (x1, y1), (x2, y2) = b.stack_train(sets[0]), b.stack_train(sets[1])
     cfg = UnlearnConfig()
-
-    def d_r(model) -> float:
-        return 100 * predict(model, (x_r, y_r)).preds.eq(y_r).float().mean().item()
 
     def on_label(model, x, y) -> int:
         return int(predict(model, (x, y)).preds.eq(y).sum())
