@@ -12,7 +12,8 @@
 #        repair_continual_free_long_synth400_cosine repair_continual_free_original_synth400_cosine
 #        repair_relabel_proxy_kd3 repair_free_k128_synth400_cosine repair_free_k64_synth400_cosine
 #        repair_continual_free_original_seeds12 repair_continual_proxy_logit_seeds12 head_edit_proxy head_edit_free
-#        repair_free_k128_long_synth400_cosine repair_continual_free_long_synth800)
+#        repair_free_k128_long_synth400_cosine repair_continual_free_long_synth800
+#        repair_continual_free_long_nostopkl)
 set -euo pipefail
 SHARED=${1:-../shared}; shift || true
 # The repair steps committed before 0.4's logit term (repair_logit_weight 10) pass --repair-logit-weight 0, which
@@ -238,6 +239,10 @@ for step in $STEPS; do
                                           # design) with 600 repair steps and 800 synthesis steps (benchmarks/chain_probe.py)
       l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --repair-steps 600 \
         --synth-steps 800 --out $OUT/resnet20_repair_continual_free_long_synth800 --no-progress ;;
+    repair_continual_free_long_nostopkl)  # the 600-step data-free chain toward the model before each request with
+                                          # the small-KL stop off (it ended requests 3 and 6-8 of that chain early)
+      l2ul bench "${MODEL[@]}" "${DATA[@]}" --methods repair --requests 8 --k 16 --seeds 0 --repair-steps 600 \
+        --repair-stop-kl 0 --out $OUT/resnet20_repair_continual_free_long_nostopkl --no-progress ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
