@@ -80,12 +80,13 @@ def main() -> None:
         for r in range(1, args.requests + 1):
             x, y = b.stack_train(sets[r - 1])
             before = [p.detach().clone() for p in cur.parameters()]
-            data = {"keep_forgotten": (torch.cat(xs), torch.cat(ys))} if xs else {}
+            earlier = (torch.cat(xs), torch.cat(ys)) if xs else None
             t0 = time.perf_counter()
-            res = unlearn(cur, x, y, config=cfg.replace(seed=r + 0), ingredients={"proxy": proxy}, data=data,
-                          inplace=True, progress=False)
+            # engine seed seed * 1000 + r with the bench's seed 0, as l2ul bench --requests runs request r
+            res = unlearn(cur, x, y, config=cfg.replace(seed=r), ingredients={"proxy": proxy},
+                          data={"keep_forgotten": earlier} if earlier else {}, inplace=True, progress=False)
             moved = sum(float((p.detach() - q).pow(2).sum()) for p, q in zip(cur.parameters(), before))
-            relapsed = int(predict(cur, (torch.cat(xs), torch.cat(ys))).preds.eq(torch.cat(ys)).sum()) if xs else 0
+            relapsed = int(predict(cur, earlier).preds.eq(earlier[1]).sum()) if earlier else 0
             print(f"| {w:g} | {r} | {d_r(cur):.2f} | {moved:.4g} | {res.steps} ({res.status}) | {relapsed} | "
                   f"{time.perf_counter() - t0:.0f} |", flush=True)
             xs.append(x)

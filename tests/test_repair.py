@@ -236,12 +236,10 @@ def test_the_automatic_repair_budget_doubles_from_100_instances_and_resumes_the_
 def test_the_repair_phase_runs_the_budget_of_its_request_size(setup):
     """With the stopping rules off, the repair spends its whole budget: 600 steps for a request of 100
     instances and 300 for one of 99 under the automatic budget, and an explicit repair_steps wins."""
-    model, *_ = setup
-    _, xtr, ytr, _, _ = digits_setup()
-    proxy = setup[4]
+    model, _, _, (xr, yr), proxy, _ = setup          # instances from the remaining set (the model is trained once)
     never_stop = CFG.replace(repair_tol=-1.0, repair_stop_kl=0.0)
     for k, cfg, expected in ((100, never_stop, 600), (99, never_stop, 300), (100, never_stop.replace(repair_steps=40), 40)):
-        r = unlearn(model, xtr[:k], ytr[:k], method="repair", config=cfg, data={"proxy": proxy})
+        r = unlearn(model, xr[:k], yr[:k], method="repair", config=cfg, data={"proxy": proxy})
         assert r.converged and r.forget_accuracy == 0.0
         assert r.phases[1]["name"] == "repair" and r.phases[1]["steps"] == expected, (k, r.phases[1])
 
